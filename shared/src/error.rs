@@ -1,0 +1,144 @@
+//! The public error contract: the two envelopes of the Errors page and the bearer 401.
+//!
+//! Every error response of the API is built here, so the texts of
+//! `../shared/seeds/errors.txt` live in exactly one place.
+
+use crate::http::{HeaderList, Headers, json_response, with_rate_limit};
+use crate::rate_limit::RateInfo;
+use lambda_http::{Body, Response};
+
+/// Fixed texts of the standard envelope.
+pub mod text {
+    pub const NOT_FOUND: &str = "Not found.";
+    pub const CUSTOMER_NOT_FOUND: &str = "Customer not found.";
+    pub const UNEXPECTED: &str = "An unexpected error occurred.";
+    pub const TOO_MANY_REQUESTS: &str =
+        "Too many requests. Retry after the time given in Retry-After.";
+    pub const TOO_MANY_TOKEN_REQUESTS: &str =
+        "Too many token requests. Retry after the time given in Retry-After.";
+    pub const CREDENTIALS_REQUIRED: &str = "client_id and client_secret are required.";
+    pub const INVALID_CLIENT: &str = "Invalid client credentials.";
+    pub const UNSUPPORTED_GRANT_TYPE: &str = "Only 'client_credentials' grant type is supported.";
+    pub const INVALID_SCOPE: &str = "The requested scope is invalid.";
+    pub const ONLY_POST: &str = "The token endpoint accepts only POST.";
+    pub const BODY_TOO_LARGE: &str = "The request body is too large.";
+    pub const BAD_CONTENT_TYPE: &str =
+        "Content-Type must be application/x-www-form-urlencoded or application/json.";
+    pub const MALFORMED_BODY: &str = "The request body is malformed.";
+    pub const REPEATED_PARAMETER: &str = "A request parameter was repeated.";
+    pub const GRANT_TYPE_REQUIRED: &str = "grant_type is required.";
+    pub const MALFORMED_BASIC: &str = "The Authorization header is malformed.";
+    pub const TWO_AUTH_METHODS: &str = "Use only one client authentication method.";
+}
+
+/// Everything the token endpoint can answer with instead of a token (OAuth envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    /// 400 `invalid_request` with one of the fixed descriptions.
+    InvalidRequest(&'static str),
+    /// 401 `invalid_client`; `basic` adds the Basic challenge.
+    InvalidClient { basic: bool },
+    /// 400 `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// 400 `invalid_scope`.
+    InvalidScope,
+    /// 429 `too_many_requests`.
+    TooManyRequests,
+    /// 500 `server_error`.
+    ServerError,
+}
+
+impl OAuthError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidClient { .. } => 401,
+            Self::TooManyRequests => 429,
+            Self::ServerError => 500,
+            _ => 400,
+        }
+    }
+
+    /// The OAuth error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::TooManyRequests => "too_many_requests",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The human-readable description.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(text) => text,
+            Self::InvalidClient { .. } => text::INVALID_CLIENT,
+            Self::UnsupportedGrantType => text::UNSUPPORTED_GRANT_TYPE,
+            Self::InvalidScope => text::INVALID_SCOPE,
+            Self::TooManyRequests => text::TOO_MANY_TOKEN_REQUESTS,
+            Self::ServerError => text::UNEXPECTED,
+        }
+    }
+
+    /// Renders the OAuth envelope with the token endpoint's headers.
+    pub fn response(&self, rate: Option<&RateInfo>) -> Response<Body> {
+        let body = serde_json::json!({"error": self.code(), "error_description": self.description()});
+        let mut headers = Headers::token();
+        if let Self::InvalidClient { basic: true } = self {
+            headers.push(("www-authenticate", "Basic realm=\"customer-api\"".into()));
+        }
+        with_rate_limit(&mut headers, rate, self.status() == 429);
+        json_response(self.status(), &body, headers)
+    }
+}
+
+/// Everything the other routes can answer with instead of a record (standard envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 404 for unknown paths and methods.
+    RouteNotFound,
+    /// 404 for a customer that is not the caller's or no longer exists.
+    CustomerNotFound,
+    /// 401 with an empty body and the Bearer challenge.
+    InvalidToken,
+    /// 429 standard envelope.
+    TooManyRequests,
+    /// 500 standard envelope.
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::RouteNotFound | Self::CustomerNotFound => 404,
+            Self::InvalidToken => 401,
+            Self::TooManyRequests => 429,
+            Self::Internal => 500,
+        }
+    }
+
+    /// Renders the standard envelope (or the bearer 401).
+    pub fn response(&self, rate: Option<&RateInfo>) -> Response<Body> {
+        let mut headers = Headers::standard();
+        with_rate_limit(&mut headers, rate, self.status() == 429);
+        let message = match self {
+            Self::InvalidToken => return bearer_unauthorized(headers),
+            Self::RouteNotFound => text::NOT_FOUND,
+            Self::CustomerNotFound => text::CUSTOMER_NOT_FOUND,
+            Self::TooManyRequests => text::TOO_MANY_REQUESTS,
+            Self::Internal => text::UNEXPECTED,
+        };
+        json_response(self.status(), &serde_json::json!({ "error": message }), headers)
+    }
+}
+
+/// 401 with no body and exactly `WWW-Authenticate: Bearer error="invalid_token"`.
+fn bearer_unauthorized(mut headers: HeaderList) -> Response<Body> {
+    headers.retain(|(name, _)| *name != "content-type");
+    headers.push(("www-authenticate", "Bearer error=\"invalid_token\"".into()));
+    crate::http::build(401, Body::Empty, headers)
+}

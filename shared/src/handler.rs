@@ -1,0 +1,93 @@
+//! What both functions share around their routes: clock, panic containment, the log line.
+
+use crate::log::{Outcome, RequestSummary};
+use lambda_http::{Body, Request, RequestExt, Response};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A routed response with what the log line needs.
+pub struct Handled {
+    pub response: Response<Body>,
+    pub route: &'static str,
+    pub outcome: Outcome,
+    pub customer_code: Option<String>,
+}
+
+impl Handled {
+    /// A response not tied to a customer.
+    pub fn new(response: Response<Body>, route: &'static str, outcome: Outcome) -> Self {
+        Self {
+            response,
+            route,
+            outcome,
+            customer_code: None,
+        }
+    }
+
+    /// Records the customer the request was about.
+    pub fn customer(mut self, code: impl Into<String>) -> Self {
+        self.customer_code = Some(code.into());
+        self
+    }
+}
+
+/// One Lambda function's routes.
+pub trait Api: Send + Sync + 'static {
+    /// Function name in logs and metric dimensions.
+    const FUNCTION: &'static str;
+
+    /// Routes and answers one request at time `now` (Unix seconds).
+    fn handle(&self, request: Request, now: u64) -> impl Future<Output = Handled> + Send;
+
+    /// The contract 500 of this function's envelope.
+    fn internal_error(&self) -> Response<Body>;
+}
+
+/// Serves one request: a panic in the handler becomes the contract 500 and the instance
+/// keeps serving; every request leaves exactly one summary line.
+pub async fn serve<A: Api>(api: Arc<A>, request: Request) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let task = {
+        let api = api.clone();
+        tokio::spawn(async move { api.handle(request, crate::model::unix_now()).await })
+    };
+    let handled = task.await.unwrap_or_else(|_| {
+        tracing::error!("handler panicked; answered 500");
+        Handled::new(api.internal_error(), "panic", Outcome::ServerError)
+    });
+    RequestSummary {
+        function: A::FUNCTION,
+        request_id,
+        route: handled.route,
+        status: handled.response.status().as_u16(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        customer_code: handled.customer_code,
+        outcome: handled.outcome,
+    }
+    .emit();
+    handled.response
+}
+
+/// The request body as bytes, whatever encoding API Gateway used.
+pub fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    }
+}
+
+/// Runs a function: `lambda_http` loop over [`serve`].
+pub async fn run<A: Api>(api: Arc<A>) -> Result<(), lambda_http::Error> {
+    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(serve(api, request).await) }
+    }))
+    .await
+}

@@ -1,0 +1,19 @@
+//! The Customer API's rules as plain Rust: both Lambda functions and the admin CLI are thin
+//! layers over this crate.
+#![forbid(unsafe_code)]
+
+pub mod api_key;
+pub mod aws;
+pub mod config;
+pub mod customer_api;
+pub mod error;
+pub mod handler;
+pub mod http;
+pub mod jwt;
+pub mod keys;
+pub mod log;
+pub mod model;
+pub mod rate_limit;
+pub mod store;
+pub mod token_api;
+pub mod token_request;

@@ -1,0 +1,334 @@
+//! DynamoDB store: one conditional `UpdateItem` per request in the steady state.
+//!
+//! Count form: `ADD <bucket>_count 1` if the item exists, (token route) the key hash is a
+//! valid key of an active customer, the stored window is the current one and the count is
+//! below the limit (the per-customer override compared attribute to attribute). On
+//! `ConditionalCheckFailed` the `ALL_OLD` image is judged by [`super::judge`]: missing,
+//! denied and over-limit end there (nothing written); an older window gets the reset form
+//! `SET window = now, count = 1` conditioned on the window still being older.
+
+use super::item::{self, Item, bucket_attr, from_item};
+use super::{CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome};
+use crate::model::{Customer, CustomerCode, CustomerStatus, StoredKey};
+use crate::rate_limit::{Admission, Bucket, window_start};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::{BTreeMap, HashMap};
+
+/// A key that can never be a Customer Code, read in init to open the connection.
+const WARMUP_KEY: &str = "#warmup";
+/// Rounds of count/reset before giving up under a storm of concurrent window resets.
+const MAX_ROUNDS: usize = 3;
+
+/// The customer table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(err).to_string())
+}
+
+/// Outcome of one conditional write.
+enum Write {
+    Done(Item),
+    Refused(Option<Item>),
+}
+
+impl DynamoStore {
+    /// A store over `table` using a client built once in `main`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Opens the HTTPS connection during init so the first request does not pay the handshake.
+    pub async fn warm_up(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(item::CODE, AttributeValue::S(WARMUP_KEY.into()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    /// One conditional `UpdateItem` of the count or reset form.
+    async fn write(
+        &self,
+        code: &CustomerCode,
+        bucket: Bucket,
+        key_hash: Option<&str>,
+        form: Admission,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<Write, StoreError> {
+        let mut names = HashMap::from([
+            ("#pk".to_owned(), item::CODE.to_owned()),
+            ("#w".to_owned(), bucket_attr(bucket, "window")),
+            ("#c".to_owned(), bucket_attr(bucket, "count")),
+        ]);
+        let mut values = HashMap::from([
+            (":one".to_owned(), AttributeValue::N("1".into())),
+            (":win".to_owned(), AttributeValue::N(window_start(now).to_string())),
+        ]);
+        let mut condition = String::from("attribute_exists(#pk)");
+        if let Some(hash) = key_hash {
+            names.insert("#s".into(), item::STATUS.into());
+            names.insert("#k".into(), item::KEYS.into());
+            names.insert("#h".into(), hash.into());
+            names.insert("#e".into(), item::KEY_EXPIRES.into());
+            values.insert(":active".into(), AttributeValue::S(CustomerStatus::Active.as_str().into()));
+            values.insert(":now".into(), AttributeValue::N(now.to_string()));
+            condition.push_str(
+                " AND #s = :active AND attribute_exists(#k.#h) \
+                 AND (attribute_not_exists(#k.#h.#e) OR #k.#h.#e > :now)",
+            );
+        }
+        let update = if form == Admission::NewWindow {
+            condition.push_str(" AND (attribute_not_exists(#w) OR #w < :win)");
+            "SET #w = :win, #c = :one"
+        } else {
+            names.insert("#l".into(), bucket_attr(bucket, "limit"));
+            values.insert(":def".into(), AttributeValue::N(default_limit.to_string()));
+            condition.push_str(
+                " AND #w = :win AND ((attribute_not_exists(#l) AND #c < :def) OR #c < #l)",
+            );
+            "ADD #c :one"
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(item::CODE, AttributeValue::S(code.as_str().into()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Write::Done(output.attributes.unwrap_or_default())),
+            Err(SdkError::ServiceError(err)) => match err.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    Ok(Write::Refused(failed.item))
+                }
+                other => Err(unavailable(other)),
+            },
+            Err(other) => Err(unavailable(other)),
+        }
+    }
+
+    /// Counts one request; returns the judgement that ended it and the item it saw.
+    async fn count(
+        &self,
+        code: &CustomerCode,
+        bucket: Bucket,
+        key_hash: Option<&str>,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<(Judgement, Option<Customer>), StoreError> {
+        let mut form = Admission::Count;
+        for _ in 0..MAX_ROUNDS {
+            match self.write(code, bucket, key_hash, form, now, default_limit).await? {
+                Write::Done(new) => {
+                    let customer = from_item(&new)?;
+                    let limit = customer.limit(bucket, default_limit);
+                    return Ok((Judgement::Rate { admission: form, limit }, Some(customer)));
+                }
+                Write::Refused(old) => {
+                    let old = old.as_ref().map(from_item).transpose()?;
+                    let judgement = judge(old.as_ref(), bucket, key_hash, now, default_limit);
+                    match judgement {
+                        Judgement::Rate { admission: Admission::Count, .. } => form = Admission::Count,
+                        Judgement::Rate { admission: Admission::NewWindow, .. } => {
+                            form = Admission::NewWindow
+                        }
+                        _ => return Ok((judgement, old)),
+                    }
+                }
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    /// Creates a customer; fails if the code is taken.
+    pub async fn create(&self, customer: &Customer) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::to_item(customer)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", item::CODE)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Err(StoreError::AlreadyExists),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// Reads a customer (strongly consistent).
+    pub async fn get(&self, code: &CustomerCode) -> Result<Option<Customer>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(item::CODE, AttributeValue::S(code.as_str().into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    /// Every customer, sorted by code (operator use: a paginated Scan).
+    pub async fn list(&self) -> Result<Vec<Customer>, StoreError> {
+        let mut customers = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for raw in page.items() {
+                customers.push(from_item(raw)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        customers.sort_by(|a, b| a.code.cmp(&b.code));
+        Ok(customers)
+    }
+
+    /// Sets attributes of an existing customer (`SET` pairs); `NotFound` if it is gone.
+    async fn set(&self, code: &CustomerCode, pairs: Vec<(&str, AttributeValue)>) -> Result<(), StoreError> {
+        let mut names = HashMap::from([("#pk".to_owned(), item::CODE.to_owned())]);
+        let mut values = HashMap::new();
+        let mut sets = Vec::new();
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), name.to_owned());
+            values.insert(format!(":v{i}"), value);
+            sets.push(format!("#a{i} = :v{i}"));
+        }
+        if sets.is_empty() {
+            return self.get(code).await?.map(|_| ()).ok_or(StoreError::NotFound);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(item::CODE, AttributeValue::S(code.as_str().into()))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("attribute_exists(#pk)")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// Suspends or reactivates a customer.
+    pub async fn set_status(&self, code: &CustomerCode, status: CustomerStatus) -> Result<(), StoreError> {
+        self.set(code, vec![(item::STATUS, AttributeValue::S(status.as_str().into()))]).await
+    }
+
+    /// Sets per-customer limit overrides (per minute).
+    pub async fn set_limits(
+        &self,
+        code: &CustomerCode,
+        token: Option<u64>,
+        api: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let token_attr = bucket_attr(Bucket::Token, "limit");
+        let api_attr = bucket_attr(Bucket::Api, "limit");
+        let mut pairs = Vec::new();
+        if let Some(limit) = token {
+            pairs.push((token_attr.as_str(), AttributeValue::N(limit.to_string())));
+        }
+        if let Some(limit) = api {
+            pairs.push((api_attr.as_str(), AttributeValue::N(limit.to_string())));
+        }
+        self.set(code, pairs).await
+    }
+
+    /// Replaces the key map of an existing customer.
+    pub async fn set_keys(
+        &self,
+        code: &CustomerCode,
+        keys: &BTreeMap<String, StoredKey>,
+    ) -> Result<(), StoreError> {
+        self.set(code, vec![(item::KEYS, item::keys_value(keys))]).await
+    }
+
+    /// Deletes a customer; `NotFound` if there was none.
+    pub async fn delete(&self, code: &CustomerCode) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(item::CODE, AttributeValue::S(code.as_str().into()))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", item::CODE)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_conditional_failure(&err) => Err(StoreError::NotFound),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
+
+fn is_conditional_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+impl CustomerStore for DynamoStore {
+    async fn authorize_token(
+        &self,
+        code: &CustomerCode,
+        key_hash: &str,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<TokenAuth, StoreError> {
+        let (judgement, item) = self.count(code, Bucket::Token, Some(key_hash), now, default_limit).await?;
+        Ok(token_outcome(judgement, item, key_hash, now))
+    }
+
+    async fn lookup(
+        &self,
+        code: &CustomerCode,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<Lookup, StoreError> {
+        let (judgement, item) = self.count(code, Bucket::Api, None, now, default_limit).await?;
+        Ok(lookup_outcome(judgement, item, now))
+    }
+}
