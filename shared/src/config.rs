@@ -54,7 +54,10 @@ impl Config {
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match var(name).filter(|v| !v.is_empty()) {
                 None => Ok(default),
-                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::NotANumber(name)),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::NotANumber(name)),
             }
         };
         let text = |name: &str| var(name).filter(|v| !v.is_empty());
@@ -94,7 +97,13 @@ mod tests {
         assert_eq!(config.as_ref().map(|c| c.api_rate_limit), Some(120));
         let bad = HashMap::from([("TABLE_NAME", "t"), ("API_RATE_LIMIT", "lots")]);
         let err = Config::from_lookup(|n| bad.get(n).map(|v| v.to_string()));
-        assert!(matches!(err, Err(ConfigError::NotANumber("API_RATE_LIMIT"))));
-        assert!(matches!(Config::from_lookup(|_| None), Err(ConfigError::Missing("TABLE_NAME"))));
+        assert!(matches!(
+            err,
+            Err(ConfigError::NotANumber("API_RATE_LIMIT"))
+        ));
+        assert!(matches!(
+            Config::from_lookup(|_| None),
+            Err(ConfigError::Missing("TABLE_NAME"))
+        ));
     }
 }

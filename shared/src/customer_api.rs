@@ -64,7 +64,13 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
     }
 
     /// Bearer check, one counted read, then the record if the caller may see it.
-    async fn customer(&self, request: &Request, wanted: Option<&str>, route: &'static str, now: u64) -> Handled {
+    async fn customer(
+        &self,
+        request: &Request,
+        wanted: Option<&str>,
+        route: &'static str,
+        now: u64,
+    ) -> Handled {
         let fail = |err: ApiError, outcome| Handled::new(err.response(None), route, outcome);
         let header = request
             .headers()
@@ -92,8 +98,12 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
                 return fail(ApiError::CustomerNotFound, Outcome::NotFound).customer(code.as_str());
             }
             Ok(Lookup::Limited(rate)) => {
-                return Handled::new(ApiError::TooManyRequests.response(Some(&rate)), route, Outcome::RateLimited)
-                    .customer(code.as_str());
+                return Handled::new(
+                    ApiError::TooManyRequests.response(Some(&rate)),
+                    route,
+                    Outcome::RateLimited,
+                )
+                .customer(code.as_str());
             }
             Err(err) => {
                 tracing::error!(error = %err, "customer lookup failed in the store");
@@ -127,11 +137,17 @@ where
         let path = request.uri().path().to_owned();
         let is_get = request.method() == http::Method::GET;
         match path.strip_prefix("/customers/") {
-            _ if is_get && path == "/customer" => self.customer(&request, None, OWN_ROUTE, now).await,
+            _ if is_get && path == "/customer" => {
+                self.customer(&request, None, OWN_ROUTE, now).await
+            }
             Some(code) if is_get && !code.is_empty() && !code.contains('/') => {
                 self.customer(&request, Some(code), CODE_ROUTE, now).await
             }
-            _ => Handled::new(ApiError::RouteNotFound.response(None), "unknown", Outcome::NotFound),
+            _ => Handled::new(
+                ApiError::RouteNotFound.response(None),
+                "unknown",
+                Outcome::NotFound,
+            ),
         }
     }
 

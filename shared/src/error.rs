@@ -85,7 +85,8 @@ impl OAuthError {
 
     /// Renders the OAuth envelope with the token endpoint's headers.
     pub fn response(&self, rate: Option<&RateInfo>) -> Response<Body> {
-        let body = serde_json::json!({"error": self.code(), "error_description": self.description()});
+        let body =
+            serde_json::json!({"error": self.code(), "error_description": self.description()});
         let mut headers = Headers::token();
         if let Self::InvalidClient { basic: true } = self {
             headers.push(("www-authenticate", "Basic realm=\"customer-api\"".into()));
@@ -132,7 +133,11 @@ impl ApiError {
             Self::TooManyRequests => text::TOO_MANY_REQUESTS,
             Self::Internal => text::UNEXPECTED,
         };
-        json_response(self.status(), &serde_json::json!({ "error": message }), headers)
+        json_response(
+            self.status(),
+            &serde_json::json!({ "error": message }),
+            headers,
+        )
     }
 }
 

@@ -117,10 +117,9 @@ pub async fn verify<S: KeySource>(
     if header.alg != Algorithm::EdDSA {
         return Err(VerifyError::Invalid("alg"));
     }
-    let typ_ok = header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
     if !typ_ok {
         return Err(VerifyError::Invalid("typ"));
     }
@@ -129,7 +128,9 @@ pub async fn verify<S: KeySource>(
         .with_kid(&kid, now)
         .await?
         .ok_or(VerifyError::Invalid("unknown kid"))?;
-    let key = keys.verifier(&kid).ok_or(VerifyError::Invalid("unknown kid"))?;
+    let key = keys
+        .verifier(&kid)
+        .ok_or(VerifyError::Invalid("unknown kid"))?;
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&[&settings.audience]);

@@ -114,8 +114,10 @@ impl KeyDocument {
         for key in &mut self.keys {
             key.retired_at.get_or_insert(now);
         }
-        self.keys
-            .retain(|k| k.retired_at.is_none_or(|t| t + RETIRED_KEY_RETENTION_SECONDS > now));
+        self.keys.retain(|k| {
+            k.retired_at
+                .is_none_or(|t| t + RETIRED_KEY_RETENTION_SECONDS > now)
+        });
         self.keys.push(PublicKey {
             kid: kid.clone(),
             kty: "OKP".into(),
@@ -221,7 +223,9 @@ impl SecretsManagerSource {
             .send()
             .await
             .map_err(|e| {
-                KeyError::Unavailable(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                KeyError::Unavailable(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
             })?;
         output
             .secret_string
@@ -238,7 +242,9 @@ impl SecretsManagerSource {
             .await
             .map(|_| ())
             .map_err(|e| {
-                KeyError::Unavailable(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+                KeyError::Unavailable(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
             })
     }
 }
@@ -367,7 +373,8 @@ impl MemoryKeySource {
 
 impl KeySource for MemoryKeySource {
     async fn fetch(&self) -> Result<KeyDocument, KeyError> {
-        self.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(KeyError::Unavailable("memory source set to fail".into()));
         }

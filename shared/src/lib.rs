@@ -2,6 +2,7 @@
 //! layers over this crate.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api_key;
 pub mod aws;
 pub mod config;

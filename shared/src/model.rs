@@ -107,7 +107,9 @@ impl Customer {
 
     /// Whether the key with this id exists and is valid at `now`.
     pub fn has_valid_key_id(&self, key_id: &str, now: u64) -> bool {
-        self.keys.values().any(|k| k.id == key_id && k.is_valid_at(now))
+        self.keys
+            .values()
+            .any(|k| k.id == key_id && k.is_valid_at(now))
     }
 
     /// Whether `hash` names a key valid at `now` and the customer is active.

@@ -128,9 +128,39 @@ mod tests {
     fn admission_follows_window_and_limit() {
         let now = 1_000_020;
         let current = window_start(now);
-        assert_eq!(admit(Counter { window: current, count: 1 }, 2, now), Admission::Count);
-        assert_eq!(admit(Counter { window: current, count: 2 }, 2, now), Admission::Reject);
-        assert_eq!(admit(Counter { window: current - 60, count: 9 }, 2, now), Admission::NewWindow);
+        assert_eq!(
+            admit(
+                Counter {
+                    window: current,
+                    count: 1
+                },
+                2,
+                now
+            ),
+            Admission::Count
+        );
+        assert_eq!(
+            admit(
+                Counter {
+                    window: current,
+                    count: 2
+                },
+                2,
+                now
+            ),
+            Admission::Reject
+        );
+        assert_eq!(
+            admit(
+                Counter {
+                    window: current - 60,
+                    count: 9
+                },
+                2,
+                now
+            ),
+            Admission::NewWindow
+        );
         assert_eq!(admit(Counter::default(), 2, now), Admission::NewWindow);
         assert_eq!(admit(Counter::default(), 0, now), Admission::Reject);
     }
@@ -139,7 +169,12 @@ mod tests {
     fn headers_of_a_rejected_request() {
         let info = RateInfo::new(Bucket::Api, 120, 120, 1_000_057);
         let headers = info.headers(true);
-        let get = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("x-ratelimit-limit"), Some("120"));
         assert_eq!(get("x-ratelimit-remaining"), Some("0"));
         assert_eq!(get("x-ratelimit-reset"), Some("23"));

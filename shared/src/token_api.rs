@@ -85,13 +85,21 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         const ROUTE: &str = "GET /.well-known/jwks.json";
         match self.keys.current(now).await {
             Ok(keys) => Handled::new(
-                build(200, Body::Text(keys.jwks_json().to_owned()), Headers::public_document()),
+                build(
+                    200,
+                    Body::Text(keys.jwks_json().to_owned()),
+                    Headers::public_document(),
+                ),
                 ROUTE,
                 Outcome::Document,
             ),
             Err(err) => {
                 tracing::error!(error = %err, "cannot serve the JWKS");
-                Handled::new(ApiError::Internal.response(None), ROUTE, Outcome::ServerError)
+                Handled::new(
+                    ApiError::Internal.response(None),
+                    ROUTE,
+                    Outcome::ServerError,
+                )
             }
         }
     }
@@ -115,15 +123,26 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             return oauth_failure(invalid_client, None, Outcome::InvalidClient);
         };
         let hash = parsed.client_secret.hash_hex();
-        let auth = self.store.authorize_token(&code, &hash, now, self.token_limit).await;
+        let auth = self
+            .store
+            .authorize_token(&code, &hash, now, self.token_limit)
+            .await;
         let (customer, key_id, rate) = match auth {
-            Ok(TokenAuth::Granted { customer, key_id, rate }) => (customer, key_id, rate),
+            Ok(TokenAuth::Granted {
+                customer,
+                key_id,
+                rate,
+            }) => (customer, key_id, rate),
             Ok(TokenAuth::InvalidClient) => {
                 return oauth_failure(invalid_client, None, Outcome::InvalidClient);
             }
             Ok(TokenAuth::Limited(rate)) => {
-                return oauth_failure(OAuthError::TooManyRequests, Some(&rate), Outcome::RateLimited)
-                    .customer(code.as_str());
+                return oauth_failure(
+                    OAuthError::TooManyRequests,
+                    Some(&rate),
+                    Outcome::RateLimited,
+                )
+                .customer(code.as_str());
             }
             Err(err) => {
                 tracing::error!(error = %err, "token request failed in the store");
@@ -162,8 +181,12 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         });
         let mut headers = Headers::token();
         with_rate_limit(&mut headers, Some(&rate), false);
-        Handled::new(json_response(200, &body, headers), TOKEN_ROUTE, Outcome::TokenIssued)
-            .customer(code.as_str())
+        Handled::new(
+            json_response(200, &body, headers),
+            TOKEN_ROUTE,
+            Outcome::TokenIssued,
+        )
+        .customer(code.as_str())
     }
 }
 
@@ -197,7 +220,11 @@ where
                 "GET /.well-known/oauth-authorization-server",
                 Outcome::Document,
             ),
-            _ => Handled::new(ApiError::RouteNotFound.response(None), "unknown", Outcome::NotFound),
+            _ => Handled::new(
+                ApiError::RouteNotFound.response(None),
+                "unknown",
+                Outcome::NotFound,
+            ),
         }
     }
 

@@ -93,7 +93,10 @@ fn json_pairs(body: &str) -> Option<Vec<(String, String)>> {
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("an object of strings")
                 }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Pairs, A::Error> {
                     let mut pairs = Vec::new();
                     while let Some((key, value)) = map.next_entry::<String, String>()? {
                         pairs.push((key, value));
@@ -114,7 +117,11 @@ fn basic_credentials(header: Option<&[u8]>) -> Result<Option<(String, String)>, 
     let malformed = || invalid(text::MALFORMED_BASIC);
     let raw = std::str::from_utf8(raw).map_err(|_| malformed())?.trim();
     let Some((scheme, encoded)) = raw.split_once(' ') else {
-        return if raw.eq_ignore_ascii_case("basic") { Err(malformed()) } else { Ok(None) };
+        return if raw.eq_ignore_ascii_case("basic") {
+            Err(malformed())
+        } else {
+            Ok(None)
+        };
     };
     if !scheme.eq_ignore_ascii_case("basic") {
         return Ok(None);

@@ -1,2 +1,446 @@
+//! `customer-admin`: operator CLI for customers, API keys and signing keys (SPEC §10).
 #![forbid(unsafe_code)]
-fn main() {}
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use shared::admin::{self, Backends, InputError};
+use shared::config::Config;
+use shared::keys::{KeyDocument, KeyError};
+use shared::model::{CustomerStatus, rfc3339, unix_now};
+use shared::store::StoreError;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "customer-admin",
+    version,
+    about = "Operate the Customer API: customers, API keys, signing keys."
+)]
+struct Cli {
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect and change customers.
+    #[command(subcommand)]
+    Customers(Customers),
+    /// Rotate and revoke a customer's API keys.
+    #[command(subcommand)]
+    Keys(Keys),
+    /// Manage the Ed25519 keys that sign access tokens.
+    #[command(subcommand, name = "signing-keys")]
+    SigningKeys(SigningKeys),
+}
+
+#[derive(Args)]
+struct Code {
+    /// Customer Code (3-64 characters of A-Z a-z 0-9 - _).
+    #[arg(long)]
+    code: String,
+}
+
+#[derive(Subcommand)]
+enum Customers {
+    /// Create a customer and print its first API key (shown once).
+    Create {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "standard")]
+        plan: String,
+        /// Granted scopes (default: customer:read).
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+    /// Show a customer (never key hashes).
+    Show(Code),
+    /// List all customers.
+    List,
+    /// Suspend a customer: token requests and lookups are refused at once.
+    Suspend(Code),
+    /// Reactivate a suspended customer.
+    Reactivate(Code),
+    /// Delete a customer.
+    Delete(Code),
+    /// Set per-customer rate limits (requests per minute).
+    SetLimits {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        token_per_minute: Option<u64>,
+        #[arg(long)]
+        api_per_minute: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Create a new API key (shown once); the old one stays valid for the grace period.
+    Rotate {
+        #[arg(long)]
+        code: String,
+        /// How long the previous key keeps working (e.g. 30m, 24h, 0).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+    /// Revoke one API key at once.
+    Revoke {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeys {
+    /// Create the first signing key (does nothing if one exists).
+    Init,
+    /// Create a new signing key; the previous public key stays published for 24 h.
+    Rotate,
+    /// List the published public keys.
+    List,
+}
+
+/// A failure: bad input (exit 2) or the backend (exit 1). Messages never carry secrets.
+enum Failure {
+    Input(String),
+    Backend(String),
+}
+
+impl From<InputError> for Failure {
+    fn from(err: InputError) -> Self {
+        Self::Input(err.to_string())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists => {
+                Self::Input("a customer with this code already exists".into())
+            }
+            StoreError::NotFound => Self::Input("no customer with this code".into()),
+            StoreError::KeyNotFound => Self::Input("no such API key".into()),
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for Failure {
+    fn from(err: KeyError) -> Self {
+        Self::Backend(err.to_string())
+    }
+}
+
+impl From<shared::api_key::RandomError> for Failure {
+    fn from(err: shared::api_key::RandomError) -> Self {
+        Self::Backend(err.to_string())
+    }
+}
+
+/// What a command prints: the JSON object and its text rendering.
+struct Output {
+    json: Value,
+    text: String,
+}
+
+fn output(json: Value, text: impl Into<String>) -> Output {
+    Output {
+        json,
+        text: text.into(),
+    }
+}
+
+fn customer_text(view: &Value) -> String {
+    let field = |name: &str| {
+        view.get(name)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut text = format!(
+        "{}  {}  <{}>  status={}  plan={}  created={}",
+        field("customer_code"),
+        field("name"),
+        field("email"),
+        field("status"),
+        field("plan"),
+        field("created_at")
+    );
+    if let Some(keys) = view.get("keys").and_then(Value::as_array) {
+        for key in keys {
+            let expires = key
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .unwrap_or("never");
+            text.push_str(&format!(
+                "\n  key {}  expires {}",
+                key["key_id"].as_str().unwrap_or(""),
+                expires
+            ));
+        }
+    }
+    if let Some(limits) = view.get("limits") {
+        text.push_str(&format!(
+            "\n  limits token/min={} api/min={}",
+            limit_text(limits["token_per_minute"].as_u64()),
+            limit_text(limits["api_per_minute"].as_u64())
+        ));
+    }
+    text
+}
+
+async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failure> {
+    let store = &backends.store;
+    let now = unix_now();
+    match cmd {
+        Customers::Create {
+            code,
+            name,
+            email,
+            plan,
+            scopes,
+        } => {
+            let created = admin::new_customer(&code, &name, &email, &plan, &scopes, now)??;
+            store.create(&created.customer).await?;
+            let code = created.customer.code.as_str();
+            let key = created.api_key.expose();
+            Ok(output(
+                json!({"customer_code": code, "api_key": key, "key_id": created.key_id}),
+                format!(
+                    "Created customer {code}.\nAPI key (shown once, store it now): {key}\nKey id: {}",
+                    created.key_id
+                ),
+            ))
+        }
+        Customers::Show(Code { code }) => {
+            let code = admin::code(&code)?;
+            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
+            let view = admin::customer_view(&customer);
+            let text = customer_text(&view);
+            Ok(output(view, text))
+        }
+        Customers::List => {
+            let all = store.list().await?;
+            let views: Vec<Value> = all.iter().map(|c| c.public_json()).collect();
+            let text = if views.is_empty() {
+                "No customers.".to_owned()
+            } else {
+                views
+                    .iter()
+                    .map(customer_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            Ok(output(json!({ "customers": views }), text))
+        }
+        Customers::Suspend(Code { code }) => {
+            set_status(store, &code, CustomerStatus::Suspended).await
+        }
+        Customers::Reactivate(Code { code }) => {
+            set_status(store, &code, CustomerStatus::Active).await
+        }
+        Customers::Delete(Code { code }) => {
+            let code = admin::code(&code)?;
+            store.delete(&code).await?;
+            Ok(output(
+                json!({"customer_code": code.as_str(), "deleted": true}),
+                format!("Deleted customer {code}."),
+            ))
+        }
+        Customers::SetLimits {
+            code,
+            token_per_minute,
+            api_per_minute,
+        } => {
+            let code = admin::code(&code)?;
+            store
+                .set_limits(&code, token_per_minute, api_per_minute)
+                .await?;
+            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
+            let (token, api) = (customer.token_limit, customer.api_limit);
+            Ok(output(
+                json!({"customer_code": code.as_str(), "token_per_minute": token, "api_per_minute": api}),
+                format!(
+                    "Limits of {code}: token/min={} api/min={}",
+                    limit_text(token),
+                    limit_text(api)
+                ),
+            ))
+        }
+    }
+}
+
+fn limit_text(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "default".to_owned(), |l| l.to_string())
+}
+
+async fn set_status(
+    store: &shared::store::dynamo::DynamoStore,
+    code: &str,
+    status: CustomerStatus,
+) -> Result<Output, Failure> {
+    let code = admin::code(code)?;
+    store.set_status(&code, status).await?;
+    Ok(output(
+        json!({"customer_code": code.as_str(), "status": status.as_str()}),
+        format!("Customer {code} is now {}.", status.as_str()),
+    ))
+}
+
+async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
+    let store = &backends.store;
+    let now = unix_now();
+    match cmd {
+        Keys::Rotate { code, grace } => {
+            let code = admin::code(&code)?;
+            let grace = admin::parse_duration(&grace)?;
+            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
+            let (api_key, key_id, next) = admin::rotate_keys(&customer.keys, now, grace)?;
+            store.set_keys(&code, &next).await?;
+            let key = api_key.expose();
+            Ok(output(
+                json!({"api_key": key, "key_id": key_id}),
+                format!(
+                    "New API key for {code} (shown once, store it now): {key}\nKey id: {key_id}\nThe previous key stays valid until {}.",
+                    rfc3339(now + grace)
+                ),
+            ))
+        }
+        Keys::Revoke { code, key_id } => {
+            let code = admin::code(&code)?;
+            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
+            let next = admin::revoke_key(&customer.keys, &key_id)?;
+            store.set_keys(&code, &next).await?;
+            Ok(output(
+                json!({"customer_code": code.as_str(), "key_id": key_id, "revoked": true}),
+                format!("Revoked key {key_id} of {code}."),
+            ))
+        }
+    }
+}
+
+async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, Failure> {
+    let missing = |name: &str| {
+        Failure::Input(format!(
+            "{name} is not set (source .local/env or export it)"
+        ))
+    };
+    let signing = backends
+        .signing
+        .as_ref()
+        .ok_or_else(|| missing("SIGNING_SECRET_ID"))?;
+    let verification = backends
+        .verification
+        .as_ref()
+        .ok_or_else(|| missing("VERIFICATION_SECRET_ID"))?;
+    let mut doc = KeyDocument::parse(&signing.read().await?)?;
+    let now = unix_now();
+    let list = |doc: &KeyDocument| -> Vec<Value> {
+        let active = doc.active.as_ref().map(|a| a.kid.as_str());
+        doc.keys
+            .iter()
+            .map(|k| json!({"kid": k.kid, "created_at": rfc3339(k.created_at), "retired_at": k.retired_at.map(rfc3339), "active": Some(k.kid.as_str()) == active}))
+            .collect()
+    };
+    match cmd {
+        SigningKeys::List => {
+            let keys = list(&doc);
+            let text = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}  created {}{}",
+                        k["kid"].as_str().unwrap_or(""),
+                        k["created_at"].as_str().unwrap_or(""),
+                        if k["active"] == json!(true) {
+                            "  (active)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(output(
+                json!({ "keys": keys }),
+                if text.is_empty() {
+                    "No signing keys; run `customer-admin signing-keys init`.".to_owned()
+                } else {
+                    text
+                },
+            ))
+        }
+        SigningKeys::Init if doc.active.is_some() => {
+            let kid = doc
+                .active
+                .as_ref()
+                .map(|a| a.kid.clone())
+                .unwrap_or_default();
+            Ok(output(
+                json!({"kid": kid, "created": false}),
+                format!("Signing key {kid} already exists; nothing changed."),
+            ))
+        }
+        SigningKeys::Init | SigningKeys::Rotate => {
+            let previous = doc.active.as_ref().map(|a| a.kid.clone());
+            let active = doc.rotate(now)?;
+            // Public side first: no token is ever signed by a key verifiers cannot find.
+            let public = KeyDocument {
+                active: None,
+                keys: doc.keys.clone(),
+            };
+            verification.write(&public).await?;
+            signing.write(&doc).await?;
+            Ok(output(
+                json!({"kid": active.kid, "previous_kid": previous, "created": true}),
+                format!("Signing key {} is active.", active.kid),
+            ))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Output, Failure> {
+    let config = Config::from_env().map_err(|e| Failure::Input(e.to_string()))?;
+    let backends = Backends::connect(&config).await;
+    match cli.command {
+        Command::Customers(cmd) => customers(cmd, &backends).await,
+        Command::Keys(cmd) => keys(cmd, &backends).await,
+        Command::SigningKeys(cmd) => signing_keys(cmd, &backends).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(out) => {
+            if json {
+                println!("{}", out.json);
+            } else {
+                println!("{}", out.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let (message, code) = match failure {
+                Failure::Input(m) => (m, 2),
+                Failure::Backend(m) => (m, 1),
+            };
+            if json {
+                println!("{}", json!({ "error": message }));
+            }
+            eprintln!("customer-admin: {message}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -8,7 +8,9 @@
 //! `SET window = now, count = 1` conditioned on the window still being older.
 
 use super::item::{self, Item, bucket_attr, from_item};
-use super::{CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome};
+use super::{
+    CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
+};
 use crate::model::{Customer, CustomerCode, CustomerStatus, StoredKey};
 use crate::rate_limit::{Admission, Bucket, window_start};
 use aws_sdk_dynamodb::Client;
@@ -77,7 +79,10 @@ impl DynamoStore {
         ]);
         let mut values = HashMap::from([
             (":one".to_owned(), AttributeValue::N("1".into())),
-            (":win".to_owned(), AttributeValue::N(window_start(now).to_string())),
+            (
+                ":win".to_owned(),
+                AttributeValue::N(window_start(now).to_string()),
+            ),
         ]);
         let mut condition = String::from("attribute_exists(#pk)");
         if let Some(hash) = key_hash {
@@ -85,7 +90,10 @@ impl DynamoStore {
             names.insert("#k".into(), item::KEYS.into());
             names.insert("#h".into(), hash.into());
             names.insert("#e".into(), item::KEY_EXPIRES.into());
-            values.insert(":active".into(), AttributeValue::S(CustomerStatus::Active.as_str().into()));
+            values.insert(
+                ":active".into(),
+                AttributeValue::S(CustomerStatus::Active.as_str().into()),
+            );
             values.insert(":now".into(), AttributeValue::N(now.to_string()));
             condition.push_str(
                 " AND #s = :active AND attribute_exists(#k.#h) \
@@ -139,20 +147,33 @@ impl DynamoStore {
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
         let mut form = Admission::Count;
         for _ in 0..MAX_ROUNDS {
-            match self.write(code, bucket, key_hash, form, now, default_limit).await? {
+            match self
+                .write(code, bucket, key_hash, form, now, default_limit)
+                .await?
+            {
                 Write::Done(new) => {
                     let customer = from_item(&new)?;
                     let limit = customer.limit(bucket, default_limit);
-                    return Ok((Judgement::Rate { admission: form, limit }, Some(customer)));
+                    return Ok((
+                        Judgement::Rate {
+                            admission: form,
+                            limit,
+                        },
+                        Some(customer),
+                    ));
                 }
                 Write::Refused(old) => {
                     let old = old.as_ref().map(from_item).transpose()?;
                     let judgement = judge(old.as_ref(), bucket, key_hash, now, default_limit);
                     match judgement {
-                        Judgement::Rate { admission: Admission::Count, .. } => form = Admission::Count,
-                        Judgement::Rate { admission: Admission::NewWindow, .. } => {
-                            form = Admission::NewWindow
-                        }
+                        Judgement::Rate {
+                            admission: Admission::Count,
+                            ..
+                        } => form = Admission::Count,
+                        Judgement::Rate {
+                            admission: Admission::NewWindow,
+                            ..
+                        } => form = Admission::NewWindow,
                         _ => return Ok((judgement, old)),
                     }
                 }
@@ -219,7 +240,11 @@ impl DynamoStore {
     }
 
     /// Sets attributes of an existing customer (`SET` pairs); `NotFound` if it is gone.
-    async fn set(&self, code: &CustomerCode, pairs: Vec<(&str, AttributeValue)>) -> Result<(), StoreError> {
+    async fn set(
+        &self,
+        code: &CustomerCode,
+        pairs: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
         let mut names = HashMap::from([("#pk".to_owned(), item::CODE.to_owned())]);
         let mut values = HashMap::new();
         let mut sets = Vec::new();
@@ -229,7 +254,11 @@ impl DynamoStore {
             sets.push(format!("#a{i} = :v{i}"));
         }
         if sets.is_empty() {
-            return self.get(code).await?.map(|_| ()).ok_or(StoreError::NotFound);
+            return self
+                .get(code)
+                .await?
+                .map(|_| ())
+                .ok_or(StoreError::NotFound);
         }
         let result = self
             .client
@@ -250,8 +279,16 @@ impl DynamoStore {
     }
 
     /// Suspends or reactivates a customer.
-    pub async fn set_status(&self, code: &CustomerCode, status: CustomerStatus) -> Result<(), StoreError> {
-        self.set(code, vec![(item::STATUS, AttributeValue::S(status.as_str().into()))]).await
+    pub async fn set_status(
+        &self,
+        code: &CustomerCode,
+        status: CustomerStatus,
+    ) -> Result<(), StoreError> {
+        self.set(
+            code,
+            vec![(item::STATUS, AttributeValue::S(status.as_str().into()))],
+        )
+        .await
     }
 
     /// Sets per-customer limit overrides (per minute).
@@ -279,7 +316,8 @@ impl DynamoStore {
         code: &CustomerCode,
         keys: &BTreeMap<String, StoredKey>,
     ) -> Result<(), StoreError> {
-        self.set(code, vec![(item::KEYS, item::keys_value(keys))]).await
+        self.set(code, vec![(item::KEYS, item::keys_value(keys))])
+            .await
     }
 
     /// Deletes a customer; `NotFound` if there was none.
@@ -318,7 +356,9 @@ impl CustomerStore for DynamoStore {
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Token, Some(key_hash), now, default_limit).await?;
+        let (judgement, item) = self
+            .count(code, Bucket::Token, Some(key_hash), now, default_limit)
+            .await?;
         Ok(token_outcome(judgement, item, key_hash, now))
     }
 
@@ -328,7 +368,9 @@ impl CustomerStore for DynamoStore {
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Api, None, now, default_limit).await?;
+        let (judgement, item) = self
+            .count(code, Bucket::Api, None, now, default_limit)
+            .await?;
         Ok(lookup_outcome(judgement, item, now))
     }
 }

@@ -49,7 +49,11 @@ pub fn key_value(key: &StoredKey) -> AttributeValue {
 
 /// All keys as the `api_keys` map attribute.
 pub fn keys_value(keys: &BTreeMap<String, StoredKey>) -> AttributeValue {
-    AttributeValue::M(keys.iter().map(|(h, k)| (h.clone(), key_value(k))).collect())
+    AttributeValue::M(
+        keys.iter()
+            .map(|(h, k)| (h.clone(), key_value(k)))
+            .collect(),
+    )
 }
 
 /// The full item of a new customer (counters start absent).

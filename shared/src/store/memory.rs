@@ -1,6 +1,8 @@
 //! In-memory store for fast unit tests: the same decisions as DynamoDB under one lock.
 
-use super::{CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome};
+use super::{
+    CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
+};
 use crate::model::{Customer, CustomerCode};
 use crate::rate_limit::{Admission, Bucket, Counter, window_start};
 use std::collections::HashMap;
@@ -95,7 +97,8 @@ impl CustomerStore for MemoryStore {
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Token, Some(key_hash), now, default_limit)?;
+        let (judgement, item) =
+            self.count(code, Bucket::Token, Some(key_hash), now, default_limit)?;
         Ok(token_outcome(judgement, item, key_hash, now))
     }
 

@@ -48,7 +48,10 @@ pub enum TokenAuth {
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// The record, after counting the request.
-    Found { customer: Box<Customer>, rate: RateInfo },
+    Found {
+        customer: Box<Customer>,
+        rate: RateInfo,
+    },
     /// No such customer.
     NotFound,
     /// API bucket exhausted (nothing written).
@@ -115,13 +118,25 @@ pub(crate) fn token_outcome(
     now: u64,
 ) -> TokenAuth {
     match (judgement, customer) {
-        (Judgement::Rate { admission: Admission::Reject, limit }, _) => {
-            TokenAuth::Limited(RateInfo::new(Bucket::Token, limit, limit, now))
-        }
+        (
+            Judgement::Rate {
+                admission: Admission::Reject,
+                limit,
+            },
+            _,
+        ) => TokenAuth::Limited(RateInfo::new(Bucket::Token, limit, limit, now)),
         (Judgement::Rate { limit, .. }, Some(customer)) => {
-            let key_id = customer.keys.get(key_hash).map(|k| k.id.clone()).unwrap_or_default();
+            let key_id = customer
+                .keys
+                .get(key_hash)
+                .map(|k| k.id.clone())
+                .unwrap_or_default();
             let rate = RateInfo::new(Bucket::Token, limit, customer.token_counter.count, now);
-            TokenAuth::Granted { customer: Box::new(customer), key_id, rate }
+            TokenAuth::Granted {
+                customer: Box::new(customer),
+                key_id,
+                rate,
+            }
         }
         _ => TokenAuth::InvalidClient,
     }
@@ -130,12 +145,19 @@ pub(crate) fn token_outcome(
 /// The lookup outcome of a judged request (`customer` is the item after the write).
 pub(crate) fn lookup_outcome(judgement: Judgement, customer: Option<Customer>, now: u64) -> Lookup {
     match (judgement, customer) {
-        (Judgement::Rate { admission: Admission::Reject, limit }, _) => {
-            Lookup::Limited(RateInfo::new(Bucket::Api, limit, limit, now))
-        }
+        (
+            Judgement::Rate {
+                admission: Admission::Reject,
+                limit,
+            },
+            _,
+        ) => Lookup::Limited(RateInfo::new(Bucket::Api, limit, limit, now)),
         (Judgement::Rate { limit, .. }, Some(customer)) => {
             let rate = RateInfo::new(Bucket::Api, limit, customer.api_counter.count, now);
-            Lookup::Found { customer: Box::new(customer), rate }
+            Lookup::Found {
+                customer: Box::new(customer),
+                rate,
+            }
         }
         _ => Lookup::NotFound,
     }
