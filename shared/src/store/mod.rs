@@ -162,3 +162,24 @@ pub(crate) fn lookup_outcome(judgement: Judgement, customer: Option<Customer>, n
         _ => Lookup::NotFound,
     }
 }
+
+impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
+    fn authorize_token(
+        &self,
+        code: &CustomerCode,
+        key_hash: &str,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
+        self.as_ref().authorize_token(code, key_hash, now, default_limit)
+    }
+
+    fn lookup(
+        &self,
+        code: &CustomerCode,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send {
+        self.as_ref().lookup(code, now, default_limit)
+    }
+}
