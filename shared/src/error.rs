@@ -147,3 +147,94 @@ fn bearer_unauthorized(mut headers: HeaderList) -> Response<Body> {
     headers.push(("www-authenticate", "Bearer error=\"invalid_token\"".into()));
     crate::http::build(401, Body::Empty, headers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(response: &Response<Body>) -> (u16, Vec<(String, String)>, String) {
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+            .collect();
+        let body = match response.body() {
+            Body::Text(t) => t.clone(),
+            Body::Empty => String::new(),
+            _ => "<binary>".into(),
+        };
+        (response.status().as_u16(), headers, body)
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const JSON: [(&str, &str); 3] = [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ];
+
+    #[test]
+    fn oauth_errors_match_the_errors_page_byte_for_byte() {
+        let token_headers = [&JSON[..], &[("pragma", "no-cache")]].concat();
+        let cases = [
+            (OAuthError::InvalidClient { basic: false }, 401, r#"{"error":"invalid_client","error_description":"Invalid client credentials."}"#),
+            (OAuthError::UnsupportedGrantType, 400, r#"{"error":"unsupported_grant_type","error_description":"Only 'client_credentials' grant type is supported."}"#),
+            (OAuthError::InvalidRequest(text::CREDENTIALS_REQUIRED), 400, r#"{"error":"invalid_request","error_description":"client_id and client_secret are required."}"#),
+            (OAuthError::InvalidScope, 400, r#"{"error":"invalid_scope","error_description":"The requested scope is invalid."}"#),
+            (OAuthError::ServerError, 500, r#"{"error":"server_error","error_description":"An unexpected error occurred."}"#),
+        ];
+        for (error, status, body) in cases {
+            assert_eq!(parts(&error.response(None)), (status, h(&token_headers), body.to_owned()));
+        }
+    }
+
+    #[test]
+    fn basic_auth_failure_adds_the_basic_challenge() {
+        let (status, headers, _) = parts(&OAuthError::InvalidClient { basic: true }.response(None));
+        assert_eq!(status, 401);
+        assert!(headers.contains(&("www-authenticate".into(), "Basic realm=\"customer-api\"".into())));
+    }
+
+    #[test]
+    fn standard_errors_match_the_errors_page_byte_for_byte() {
+        let cases = [
+            (ApiError::CustomerNotFound, 404, r#"{"error":"Customer not found."}"#),
+            (ApiError::RouteNotFound, 404, r#"{"error":"Not found."}"#),
+            (ApiError::Internal, 500, r#"{"error":"An unexpected error occurred."}"#),
+        ];
+        for (error, status, body) in cases {
+            assert_eq!(parts(&error.response(None)), (status, h(&JSON), body.to_owned()));
+        }
+    }
+
+    #[test]
+    fn bearer_failure_is_401_with_empty_body_and_exact_challenge() {
+        let (status, headers, body) = parts(&ApiError::InvalidToken.response(None));
+        assert_eq!(status, 401);
+        assert_eq!(body, "");
+        assert_eq!(
+            headers,
+            h(&[
+                ("cache-control", "no-store"),
+                ("x-content-type-options", "nosniff"),
+                ("www-authenticate", "Bearer error=\"invalid_token\""),
+            ])
+        );
+    }
+
+    #[test]
+    fn rate_limited_responses_carry_retry_after() {
+        let rate = RateInfo::new(crate::rate_limit::Bucket::Token, 20, 20, 1_800_000_050);
+        let (status, headers, body) = parts(&OAuthError::TooManyRequests.response(Some(&rate)));
+        assert_eq!(status, 429);
+        assert_eq!(
+            body,
+            r#"{"error":"too_many_requests","error_description":"Too many token requests. Retry after the time given in Retry-After."}"#
+        );
+        assert!(headers.contains(&("retry-after".into(), "10".into())));
+        assert!(headers.contains(&("x-ratelimit-remaining".into(), "0".into())));
+    }
+}
