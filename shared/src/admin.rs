@@ -214,6 +214,33 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
     view
 }
 
+/// The AWS resources the CLI works on, built from the usual configuration chain.
+pub struct Backends {
+    pub store: crate::store::dynamo::DynamoStore,
+    pub signing: Option<crate::keys::SecretsManagerSource>,
+    pub verification: Option<crate::keys::SecretsManagerSource>,
+}
+
+impl Backends {
+    /// Clients for the table and both secrets named in `config`.
+    pub async fn connect(config: &crate::config::Config) -> Self {
+        let sdk = crate::aws::sdk_config(config).await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let source = |id: &Option<String>| {
+            id.as_ref()
+                .map(|id| crate::keys::SecretsManagerSource::new(secrets.clone(), id.clone()))
+        };
+        Self {
+            store: crate::store::dynamo::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                &config.table_name,
+            ),
+            signing: source(&config.signing_secret_id),
+            verification: source(&config.verification_secret_id),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,32 +309,5 @@ mod tests {
             Some(InputError::Email("nope".into()))
         );
         assert_eq!(new("ACME-1", "ops@acme.example"), None);
-    }
-}
-
-/// The AWS resources the CLI works on, built from the usual configuration chain.
-pub struct Backends {
-    pub store: crate::store::dynamo::DynamoStore,
-    pub signing: Option<crate::keys::SecretsManagerSource>,
-    pub verification: Option<crate::keys::SecretsManagerSource>,
-}
-
-impl Backends {
-    /// Clients for the table and both secrets named in `config`.
-    pub async fn connect(config: &crate::config::Config) -> Self {
-        let sdk = crate::aws::sdk_config(config).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let source = |id: &Option<String>| {
-            id.as_ref()
-                .map(|id| crate::keys::SecretsManagerSource::new(secrets.clone(), id.clone()))
-        };
-        Self {
-            store: crate::store::dynamo::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &config.table_name,
-            ),
-            signing: source(&config.signing_secret_id),
-            verification: source(&config.verification_secret_id),
-        }
     }
 }

@@ -167,7 +167,10 @@ mod tests {
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     const JSON: [(&str, &str); 3] = [
@@ -180,14 +183,37 @@ mod tests {
     fn oauth_errors_match_the_errors_page_byte_for_byte() {
         let token_headers = [&JSON[..], &[("pragma", "no-cache")]].concat();
         let cases = [
-            (OAuthError::InvalidClient { basic: false }, 401, r#"{"error":"invalid_client","error_description":"Invalid client credentials."}"#),
-            (OAuthError::UnsupportedGrantType, 400, r#"{"error":"unsupported_grant_type","error_description":"Only 'client_credentials' grant type is supported."}"#),
-            (OAuthError::InvalidRequest(text::CREDENTIALS_REQUIRED), 400, r#"{"error":"invalid_request","error_description":"client_id and client_secret are required."}"#),
-            (OAuthError::InvalidScope, 400, r#"{"error":"invalid_scope","error_description":"The requested scope is invalid."}"#),
-            (OAuthError::ServerError, 500, r#"{"error":"server_error","error_description":"An unexpected error occurred."}"#),
+            (
+                OAuthError::InvalidClient { basic: false },
+                401,
+                r#"{"error":"invalid_client","error_description":"Invalid client credentials."}"#,
+            ),
+            (
+                OAuthError::UnsupportedGrantType,
+                400,
+                r#"{"error":"unsupported_grant_type","error_description":"Only 'client_credentials' grant type is supported."}"#,
+            ),
+            (
+                OAuthError::InvalidRequest(text::CREDENTIALS_REQUIRED),
+                400,
+                r#"{"error":"invalid_request","error_description":"client_id and client_secret are required."}"#,
+            ),
+            (
+                OAuthError::InvalidScope,
+                400,
+                r#"{"error":"invalid_scope","error_description":"The requested scope is invalid."}"#,
+            ),
+            (
+                OAuthError::ServerError,
+                500,
+                r#"{"error":"server_error","error_description":"An unexpected error occurred."}"#,
+            ),
         ];
         for (error, status, body) in cases {
-            assert_eq!(parts(&error.response(None)), (status, h(&token_headers), body.to_owned()));
+            assert_eq!(
+                parts(&error.response(None)),
+                (status, h(&token_headers), body.to_owned())
+            );
         }
     }
 
@@ -195,18 +221,32 @@ mod tests {
     fn basic_auth_failure_adds_the_basic_challenge() {
         let (status, headers, _) = parts(&OAuthError::InvalidClient { basic: true }.response(None));
         assert_eq!(status, 401);
-        assert!(headers.contains(&("www-authenticate".into(), "Basic realm=\"customer-api\"".into())));
+        assert!(headers.contains(&(
+            "www-authenticate".into(),
+            "Basic realm=\"customer-api\"".into()
+        )));
     }
 
     #[test]
     fn standard_errors_match_the_errors_page_byte_for_byte() {
         let cases = [
-            (ApiError::CustomerNotFound, 404, r#"{"error":"Customer not found."}"#),
+            (
+                ApiError::CustomerNotFound,
+                404,
+                r#"{"error":"Customer not found."}"#,
+            ),
             (ApiError::RouteNotFound, 404, r#"{"error":"Not found."}"#),
-            (ApiError::Internal, 500, r#"{"error":"An unexpected error occurred."}"#),
+            (
+                ApiError::Internal,
+                500,
+                r#"{"error":"An unexpected error occurred."}"#,
+            ),
         ];
         for (error, status, body) in cases {
-            assert_eq!(parts(&error.response(None)), (status, h(&JSON), body.to_owned()));
+            assert_eq!(
+                parts(&error.response(None)),
+                (status, h(&JSON), body.to_owned())
+            );
         }
     }
 

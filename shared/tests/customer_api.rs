@@ -28,8 +28,14 @@ async fn own_record_has_exactly_the_public_fields() {
                                "status": "active", "plan": "standard", "created_at": created})
         );
         assert!(created.ends_with('Z'));
-        assert_eq!(header(&response, "cache-control").as_deref(), Some("no-store"));
-        assert_eq!(header(&response, "ratelimit-policy").as_deref(), Some("\"api\";q=120;w=60"));
+        assert_eq!(
+            header(&response, "cache-control").as_deref(),
+            Some("no-store")
+        );
+        assert_eq!(
+            header(&response, "ratelimit-policy").as_deref(),
+            Some("\"api\";q=120;w=60")
+        );
     }
 }
 
@@ -37,7 +43,11 @@ async fn own_record_has_exactly_the_public_fields() {
 async fn another_customers_code_is_customer_not_found() {
     let f = Fixture::new();
     let token = f.access_token(NOW).await;
-    for path in ["/customers/OTHER-1", "/customers/acme-1", "/customers/NOBODY"] {
+    for path in [
+        "/customers/OTHER-1",
+        "/customers/acme-1",
+        "/customers/NOBODY",
+    ] {
         let response = lookup(&f, path, &token, NOW).await;
         assert_eq!(response.status(), 404);
         assert_eq!(text(&response), r#"{"error":"Customer not found."}"#);
@@ -49,8 +59,20 @@ async fn unknown_routes_and_other_methods_are_not_found() {
     let f = Fixture::new();
     let token = f.access_token(NOW).await;
     let auth = format!("Bearer {token}");
-    for (method, path) in [("POST", "/customer"), ("DELETE", "/customers/ACME-1"), ("GET", "/customers/"), ("GET", "/customers/a/b"), ("GET", "/nope"), ("GET", "/customer/")] {
-        let response = call(&f.customer, request(method, path, &[("authorization", &auth)], Body::Empty), NOW).await;
+    for (method, path) in [
+        ("POST", "/customer"),
+        ("DELETE", "/customers/ACME-1"),
+        ("GET", "/customers/"),
+        ("GET", "/customers/a/b"),
+        ("GET", "/nope"),
+        ("GET", "/customer/"),
+    ] {
+        let response = call(
+            &f.customer,
+            request(method, path, &[("authorization", &auth)], Body::Empty),
+            NOW,
+        )
+        .await;
         assert_eq!(response.status(), 404, "{method} {path}");
         assert_eq!(text(&response), r#"{"error":"Not found."}"#);
     }
@@ -71,12 +93,28 @@ async fn missing_header_other_scheme_and_garbage_are_bearer_401() {
         Some(format!("Bearer {}", "A".repeat(9000))),
     ];
     for auth in cases {
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        let response = call(&f.customer, request("GET", "/customer", &headers, Body::Empty), NOW).await;
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let response = call(
+            &f.customer,
+            request("GET", "/customer", &headers, Body::Empty),
+            NOW,
+        )
+        .await;
         assert_bearer_401(&response);
     }
     let lower = format!("bearer {token}");
-    let response = call(&f.customer, request("GET", "/customer", &[("authorization", &lower)], Body::Empty), NOW).await;
+    let response = call(
+        &f.customer,
+        request(
+            "GET",
+            "/customer",
+            &[("authorization", &lower)],
+            Body::Empty,
+        ),
+        NOW,
+    )
+    .await;
     assert_eq!(response.status(), 200, "the scheme is case-insensitive");
 }
 
@@ -94,7 +132,12 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
     let mut header = f.header();
     header.alg = Algorithm::HS256;
     let public = f.doc.keys[0].x.clone();
-    let token = jsonwebtoken::encode(&header, &f.claims(NOW), &EncodingKey::from_secret(public.as_bytes())).unwrap();
+    let token = jsonwebtoken::encode(
+        &header,
+        &f.claims(NOW),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
     assert_bearer_401(&lookup(&f, "/customer", &token, NOW).await);
 }
 
@@ -102,7 +145,10 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
 async fn rs256_and_es256_tokens_are_rejected() {
     let f = Fixture::new();
     for alg in ["RS256", "ES256"] {
-        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#, f.doc.keys[0].kid));
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#,
+            f.doc.keys[0].kid
+        ));
         let claims = URL_SAFE_NO_PAD.encode(f.claims(NOW).to_string());
         let token = format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
         assert_bearer_401(&lookup(&f, "/customer", &token, NOW).await);
@@ -121,7 +167,11 @@ async fn unknown_kid_is_rejected_and_refreshes_at_most_once_a_minute() {
     for _ in 0..5 {
         assert_bearer_401(&lookup(&f, "/customer", &token, NOW + 1).await);
     }
-    assert_eq!(f.verification.fetches(), fetches + 1, "one forced refresh for many unknown kids");
+    assert_eq!(
+        f.verification.fetches(),
+        fetches + 1,
+        "one forced refresh for many unknown kids"
+    );
     assert_bearer_401(&lookup(&f, "/customer", &token, NOW + 62).await);
     assert_eq!(f.verification.fetches(), fetches + 2);
 }
@@ -134,7 +184,12 @@ async fn tampered_payload_is_rejected() {
     let mut claims = segment(&token, 1);
     claims["sub"] = "OTHER-1".into();
     claims["client_id"] = "OTHER-1".into();
-    let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims.to_string()), parts[2]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
     assert_bearer_401(&lookup(&f, "/customer", &forged, NOW).await);
 }
 
@@ -142,7 +197,13 @@ async fn tampered_payload_is_rejected() {
 async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_the_leeway() {
     let f = Fixture::new();
     let token = f.access_token(NOW).await;
-    assert_eq!(lookup(&f, "/customer", &token, NOW + 3600 + 60).await.status(), 200, "within leeway");
+    assert_eq!(
+        lookup(&f, "/customer", &token, NOW + 3600 + 60)
+            .await
+            .status(),
+        200,
+        "within leeway"
+    );
     assert_bearer_401(&lookup(&f, "/customer", &token, NOW + 3600 + 61).await);
     let mut future = f.claims(NOW);
     future["nbf"] = (NOW + 120).into();
@@ -168,7 +229,17 @@ async fn wrong_claims_are_rejected() {
         claims.as_object_mut().unwrap().remove(missing);
         assert_bearer_401(&lookup(&f, "/customer", &f.sign_raw(&f.header(), &claims), NOW).await);
     }
-    assert_eq!(lookup(&f, "/customer", &f.sign_raw(&f.header(), &f.claims(NOW)), NOW).await.status(), 200);
+    assert_eq!(
+        lookup(
+            &f,
+            "/customer",
+            &f.sign_raw(&f.header(), &f.claims(NOW)),
+            NOW
+        )
+        .await
+        .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -177,7 +248,9 @@ async fn typ_jwt_instead_of_at_jwt_is_rejected() {
     for typ in [Some("JWT"), None] {
         let mut header = f.header();
         header.typ = typ.map(str::to_owned);
-        assert_bearer_401(&lookup(&f, "/customer", &f.sign_raw(&header, &f.claims(NOW)), NOW).await);
+        assert_bearer_401(
+            &lookup(&f, "/customer", &f.sign_raw(&header, &f.claims(NOW)), NOW).await,
+        );
     }
 }
 
@@ -211,14 +284,26 @@ async fn api_bucket_is_limited_with_the_standard_envelope() {
     for remaining in ["2", "1", "0"] {
         let response = lookup(&f, "/customer", &token, NOW + 30).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(header(&response, "x-ratelimit-remaining").as_deref(), Some(remaining));
+        assert_eq!(
+            header(&response, "x-ratelimit-remaining").as_deref(),
+            Some(remaining)
+        );
     }
     let limited = lookup(&f, "/customer", &token, NOW + 30).await;
     assert_eq!(limited.status(), 429);
-    assert_eq!(text(&limited), r#"{"error":"Too many requests. Retry after the time given in Retry-After."}"#);
+    assert_eq!(
+        text(&limited),
+        r#"{"error":"Too many requests. Retry after the time given in Retry-After."}"#
+    );
     assert_eq!(header(&limited, "retry-after").as_deref(), Some("30"));
-    assert_eq!(header(&limited, "ratelimit").as_deref(), Some("\"api\";r=0;t=30"));
-    assert_eq!(lookup(&f, "/customer", &token, NOW + 60).await.status(), 200);
+    assert_eq!(
+        header(&limited, "ratelimit").as_deref(),
+        Some("\"api\";r=0;t=30")
+    );
+    assert_eq!(
+        lookup(&f, "/customer", &token, NOW + 60).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -241,15 +326,25 @@ async fn store_or_key_failure_is_the_standard_500() {
     f.verification.set_failing(true);
     let response = lookup(&f, "/customer", &token, NOW).await;
     assert_eq!(response.status(), 500, "no keys were ever loaded");
-    assert_eq!(text(&response), r#"{"error":"An unexpected error occurred."}"#);
+    assert_eq!(
+        text(&response),
+        r#"{"error":"An unexpected error occurred."}"#
+    );
     f.verification.set_failing(false);
     assert_eq!(lookup(&f, "/customer", &token, NOW).await.status(), 200);
     f.verification.set_failing(true);
-    assert_eq!(lookup(&f, "/customer", &token, NOW + 400).await.status(), 200, "cached keys survive a failed refresh");
+    assert_eq!(
+        lookup(&f, "/customer", &token, NOW + 400).await.status(),
+        200,
+        "cached keys survive a failed refresh"
+    );
     f.store.set_failing(true);
     let response = lookup(&f, "/customer", &token, NOW + 401).await;
     assert_eq!(response.status(), 500);
-    assert_eq!(text(&response), r#"{"error":"An unexpected error occurred."}"#);
+    assert_eq!(
+        text(&response),
+        r#"{"error":"An unexpected error occurred."}"#
+    );
 }
 
 #[tokio::test]
@@ -259,9 +354,16 @@ async fn token_signed_before_a_signing_key_rotation_still_validates() {
     let mut doc = f.doc.clone();
     doc.rotate(NOW + 10).unwrap();
     f.signing.set(doc.clone());
-    f.verification.set(shared::keys::KeyDocument { active: None, keys: doc.keys.clone() });
+    f.verification.set(shared::keys::KeyDocument {
+        active: None,
+        keys: doc.keys.clone(),
+    });
     let new = f.access_token(NOW + 400).await;
     assert_ne!(segment(&old, 0)["kid"], segment(&new, 0)["kid"]);
-    assert_eq!(lookup(&f, "/customer", &new, NOW + 400).await.status(), 200, "unknown kid refreshes at once");
+    assert_eq!(
+        lookup(&f, "/customer", &new, NOW + 400).await.status(),
+        200,
+        "unknown kid refreshes at once"
+    );
     assert_eq!(lookup(&f, "/customer", &old, NOW + 401).await.status(), 200);
 }

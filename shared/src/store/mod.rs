@@ -171,7 +171,8 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
-        self.as_ref().authorize_token(code, key_hash, now, default_limit)
+        self.as_ref()
+            .authorize_token(code, key_hash, now, default_limit)
     }
 
     fn lookup(

@@ -1,6 +1,8 @@
 //! Test fixtures: both APIs over the in-memory store and key source, and request builders.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod moto;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use lambda_http::{Body, Request, Response};
@@ -48,14 +50,18 @@ impl Fixture {
 
     pub fn with_config(config: Config) -> Self {
         let store = Arc::new(MemoryStore::default());
-        let created = admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW - 100)
-            .unwrap()
-            .unwrap();
+        let created =
+            admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW - 100)
+                .unwrap()
+                .unwrap();
         store.put(created.customer);
         let mut doc = KeyDocument::default();
         doc.rotate(NOW - 100).unwrap();
         let signing = Arc::new(MemoryKeySource::new(doc.clone()));
-        let verification = Arc::new(MemoryKeySource::new(KeyDocument { active: None, keys: doc.keys.clone() }));
+        let verification = Arc::new(MemoryKeySource::new(KeyDocument {
+            active: None,
+            keys: doc.keys.clone(),
+        }));
         Self {
             token: TokenApi::new(store.clone(), signing.clone(), &config),
             customer: CustomerApi::new(store.clone(), verification.clone(), &config),
@@ -74,7 +80,10 @@ impl Fixture {
     }
 
     pub fn form(&self) -> String {
-        format!("grant_type=client_credentials&client_id={CODE}&client_secret={}", self.api_key.expose())
+        format!(
+            "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+            self.api_key.expose()
+        )
     }
 
     /// A token from the real token endpoint.
@@ -86,8 +95,15 @@ impl Fixture {
 
     /// Signs arbitrary header and claims with the active private key.
     pub fn sign_raw(&self, header: &jsonwebtoken::Header, claims: &serde_json::Value) -> String {
-        let der = STANDARD.decode(&self.doc.active.as_ref().unwrap().private_key).unwrap();
-        jsonwebtoken::encode(header, claims, &jsonwebtoken::EncodingKey::from_ed_der(&der)).unwrap()
+        let der = STANDARD
+            .decode(&self.doc.active.as_ref().unwrap().private_key)
+            .unwrap();
+        jsonwebtoken::encode(
+            header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&der),
+        )
+        .unwrap()
     }
 
     /// Valid claims for this fixture at `now`.
@@ -151,7 +167,10 @@ pub fn json(response: &Response<Body>) -> serde_json::Value {
 }
 
 pub fn header(response: &Response<Body>, name: &str) -> Option<String> {
-    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// Decodes one base64url JWT segment.
@@ -165,10 +184,19 @@ pub fn assert_oauth(response: &Response<Body>, status: u16, code: &str, descript
     assert_eq!(response.status(), status, "{}", text(response));
     let expected = serde_json::json!({"error": code, "error_description": description}).to_string();
     assert_eq!(text(response), expected);
-    assert_eq!(header(response, "content-type").as_deref(), Some("application/json"));
-    assert_eq!(header(response, "cache-control").as_deref(), Some("no-store"));
+    assert_eq!(
+        header(response, "content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        header(response, "cache-control").as_deref(),
+        Some("no-store")
+    );
     assert_eq!(header(response, "pragma").as_deref(), Some("no-cache"));
-    assert_eq!(header(response, "x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        header(response, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
 }
 
 /// Asserts the bearer 401.
