@@ -1,0 +1,268 @@
+//! The client: credentials, endpoints, the token cache and the protected calls.
+
+use crate::config::ClientConfig;
+use crate::customer::Customer;
+use crate::error::{Error, ErrorBody};
+use crate::retry;
+use crate::secret::SecretHeader;
+use crate::token::{Token, TokenCache};
+use crate::transport::{Reply, Transport};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use std::fmt;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+const TOKEN_BODY: &[u8] = b"grant_type=client_credentials";
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+const AGENT: &str = concat!("kiss-customer-api-rust/", env!("CARGO_PKG_VERSION"));
+
+/// A Customer API client for one customer. Cheap to clone; clones share the connection
+/// pool and the cached token, so create one and reuse it.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: String,
+    customer_code: String,
+    basic: SecretHeader,
+    token_uri: Uri,
+    customer_uri: Uri,
+    config: ClientConfig,
+    transport: Transport,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url)
+            .field("customer_code", &self.inner.customer_code)
+            .field("api_key", &"***")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with the default [`ClientConfig`].
+    ///
+    /// `base_url` is the API's base, e.g. `https://api.example.com` or an API Gateway
+    /// stage URL; plain `http://` is accepted for local stacks.
+    pub fn new(base_url: &str, customer_code: &str, api_key: &str) -> Result<Self, Error> {
+        Self::with_config(base_url, customer_code, api_key, ClientConfig::default())
+    }
+
+    /// A client with explicit retry, budget and refresh settings.
+    pub fn with_config(
+        base_url: &str,
+        customer_code: &str,
+        api_key: &str,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        if customer_code.is_empty() || api_key.is_empty() {
+            return Err(Error::config(
+                "the Customer Code and the API Key must not be empty",
+            ));
+        }
+        let base = base_url.trim().trim_end_matches('/');
+        let https = match base.split_once("://").map(|(scheme, _)| scheme) {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return Err(Error::config("the base URL must start with https://")),
+        };
+        let endpoint = |path: &str| -> Result<Uri, Error> {
+            let uri: Uri = format!("{base}{path}")
+                .parse()
+                .map_err(|_| Error::config("the base URL is not a valid URL"))?;
+            if uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+                return Err(Error::config(
+                    "the base URL needs a host and no query string",
+                ));
+            }
+            Ok(uri)
+        };
+        let token_uri = endpoint("/auth/token")?;
+        let customer_uri = endpoint("/customer")?;
+        let basic = SecretHeader::new(&basic_authorization(customer_code, api_key))
+            .ok_or_else(|| Error::config("the credentials cannot be sent in a header"))?;
+        let transport = Transport::new(https, &config)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base_url: base.to_owned(),
+                customer_code: customer_code.to_owned(),
+                basic,
+                token_uri,
+                customer_uri,
+                config,
+                transport,
+                tokens: TokenCache::default(),
+            }),
+        })
+    }
+
+    /// The Customer Code this client authenticates as.
+    pub fn customer_code(&self) -> &str {
+        &self.inner.customer_code
+    }
+
+    /// The settings this client runs with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// `GET /customer`: the record of the authenticated customer.
+    pub async fn customer(&self) -> Result<Customer, Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let reply = self
+            .authorized_get(&self.inner.customer_uri, deadline)
+            .await?;
+        if reply.status.is_success() {
+            Customer::parse(&reply.body)
+        } else {
+            Err(retry::permanent(&reply))
+        }
+    }
+
+    /// A GET with the cached token; on 401 the token is replaced and the call made once more.
+    async fn authorized_get(&self, uri: &Uri, deadline: Instant) -> Result<Reply, Error> {
+        let token = self.token(deadline).await?;
+        let reply = self.get(uri, &token, deadline).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        self.inner.tokens.invalidate(&token).await;
+        let token = self.token(deadline).await?;
+        let reply = self.get(uri, &token, deadline).await?;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            return Err(Error::Unauthorized);
+        }
+        Ok(reply)
+    }
+
+    async fn get(&self, uri: &Uri, token: &Token, deadline: Instant) -> Result<Reply, Error> {
+        let inner = &self.inner;
+        retry::send(&inner.transport, &inner.config, deadline, || {
+            let mut request = request(Method::GET, uri, Bytes::new());
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, token.bearer().header());
+            request
+        })
+        .await
+    }
+
+    /// A fresh token from the cache, fetched by this caller or by the one it queued behind.
+    async fn token(&self, deadline: Instant) -> Result<Arc<Token>, Error> {
+        self.inner.tokens.get(|| self.fetch_token(deadline)).await
+    }
+
+    /// `POST /auth/token` with `client_secret_basic` and the client credentials grant.
+    async fn fetch_token(&self, deadline: Instant) -> Result<Token, Error> {
+        let inner = &self.inner;
+        // Lifetimes count from before the request: never later than the server's clock.
+        let sent = Instant::now();
+        let reply = retry::send(&inner.transport, &inner.config, deadline, || {
+            let mut request = request(
+                Method::POST,
+                &inner.token_uri,
+                Bytes::from_static(TOKEN_BODY),
+            );
+            let headers = request.headers_mut();
+            headers.insert(AUTHORIZATION, inner.basic.header());
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(FORM));
+            request
+        })
+        .await?;
+        match reply.status {
+            status if status.is_success() => {
+                Token::parse(&reply.body, sent, inner.config.refresh_margin)
+            }
+            StatusCode::UNAUTHORIZED => Err(Error::InvalidCredentials {
+                body: ErrorBody::parse(&reply.body),
+            }),
+            _ => Err(retry::permanent(&reply)),
+        }
+    }
+}
+
+fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(ACCEPT, HeaderValue::from_static(JSON));
+    headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
+    request
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`, per RFC 6749 §2.3.1.
+fn basic_authorization(customer_code: &str, api_key: &str) -> String {
+    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(customer_code), encode(api_key));
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded_before_base64() {
+        // "a b:c" -> "a+b%3Ac"; "k+/=" -> "k%2B%2F%3D"
+        let expected = format!("Basic {}", STANDARD.encode("a+b%3Ac:k%2B%2F%3D"));
+        assert_eq!(basic_authorization("a b:c", "k+/="), expected);
+    }
+
+    #[test]
+    fn base_url_must_be_http_or_https_with_a_host() {
+        for bad in [
+            "",
+            "api.example.com",
+            "ftp://api.example.com",
+            "https://",
+            "https://api.example.com/?x=1",
+        ] {
+            assert!(
+                matches!(
+                    Client::new(bad, "ACME-1", "key"),
+                    Err(Error::InvalidConfig { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Client::new("http://127.0.0.1:9000", "", "key"),
+            Err(Error::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn stage_prefix_and_trailing_slash_are_kept_right() {
+        let client = Client::new("http://127.0.0.1:9000/Prod/", "ACME-1", "key");
+        assert!(
+            matches!(client, Ok(ref c) if c.inner.customer_uri == "http://127.0.0.1:9000/Prod/customer"
+            && c.inner.token_uri == "http://127.0.0.1:9000/Prod/auth/token")
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_api_key() {
+        let key = "kiss_sk_supersecretvalue";
+        let client = Client::new("http://127.0.0.1:9000", "ACME-1", key);
+        let text = format!("{client:?}");
+        assert!(text.contains("ACME-1") && text.contains("***"), "{text}");
+        assert!(!text.contains(key), "{text}");
+        assert!(
+            !text.contains(&STANDARD.encode(format!("ACME-1:{key}"))),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The access token: reading `/auth/token` answers, caching, single-flight refresh.
+
+use crate::error::Error;
+use crate::secret::SecretHeader;
+use serde::Deserialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Longest lifetime believed from `expires_in`; a token is refreshed at least this often.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An access token ready to send, and when to stop using it.
+#[derive(Debug)]
+pub(crate) struct Token {
+    bearer: SecretHeader,
+    refresh_at: Instant,
+}
+
+impl Token {
+    /// The `Authorization` value, `Bearer <token>`.
+    pub(crate) fn bearer(&self) -> &SecretHeader {
+        &self.bearer
+    }
+
+    fn is_fresh(&self, now: Instant) -> bool {
+        now < self.refresh_at
+    }
+
+    /// Reads a 200 body of `/auth/token` received at `received`; it is used until
+    /// `margin` (at most half its lifetime) before `expires_in` ends.
+    pub(crate) fn parse(body: &[u8], received: Instant, margin: Duration) -> Result<Self, Error> {
+        #[derive(Deserialize)]
+        struct Issued {
+            access_token: String,
+            token_type: String,
+            expires_in: u64,
+        }
+        let issued: Issued = serde_json::from_slice(body)
+            .map_err(|e| Error::protocol(format!("token response is not valid: {e}")))?;
+        if !issued.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Error::protocol(
+                "token response has a token_type other than Bearer",
+            ));
+        }
+        if issued.access_token.is_empty() {
+            return Err(Error::protocol("token response has an empty access_token"));
+        }
+        let bearer = SecretHeader::new(&format!("Bearer {}", issued.access_token))
+            .ok_or_else(|| Error::protocol("access_token cannot be sent in a header"))?;
+        let lifetime = Duration::from_secs(issued.expires_in).min(MAX_LIFETIME);
+        let usable = lifetime - margin.min(lifetime / 2);
+        Ok(Self {
+            bearer,
+            refresh_at: received + usable,
+        })
+    }
+}
+
+/// The cached token. Callers that find it missing or stale queue on one lock; the first
+/// fetches, the others get its result, so N concurrent calls make one token request.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    state: Mutex<State>,
+    /// Completed fetches; tells a waiter whether a fetch finished while it queued.
+    fetches: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    current: Option<Arc<Token>>,
+    last_failure: Option<Error>,
+}
+
+impl TokenCache {
+    /// A fresh token: the cached one, the result of a fetch that finished while this
+    /// caller waited, or the result of `fetch`.
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<Arc<Token>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, Error>>,
+    {
+        let seen = self.fetches.load(Ordering::Acquire);
+        let mut state = self.state.lock().await;
+        if let Some(token) = state
+            .current
+            .as_ref()
+            .filter(|t| t.is_fresh(Instant::now()))
+        {
+            return Ok(Arc::clone(token));
+        }
+        // A fetch finished while this caller queued and failed: share its failure
+        // rather than repeat it.
+        if self.fetches.load(Ordering::Acquire) != seen
+            && let Some(failure) = &state.last_failure
+        {
+            return Err(failure.clone());
+        }
+        let result = fetch().await;
+        self.fetches.fetch_add(1, Ordering::AcqRel);
+        match result {
+            Ok(token) => {
+                let token = Arc::new(token);
+                state.current = Some(Arc::clone(&token));
+                state.last_failure = None;
+                Ok(token)
+            }
+            Err(error) => {
+                state.current = None;
+                state.last_failure = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Forgets `rejected` after the API refused it; a token already replaced stays.
+    pub(crate) async fn invalidate(&self, rejected: &Arc<Token>) {
+        let mut state = self.state.lock().await;
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, rejected))
+        {
+            state.current = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARGIN: Duration = Duration::from_secs(60);
+
+    fn issued(expires_in: u64) -> Vec<u8> {
+        format!(
+            r#"{{"access_token":"a.b.c","token_type":"Bearer","expires_in":{expires_in},"scope":"customer:read"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn token_is_refreshed_margin_before_expiry() {
+        let now = Instant::now();
+        let token = Token::parse(&issued(3600), now, MARGIN);
+        assert!(matches!(token, Ok(ref t) if t.refresh_at == now + Duration::from_secs(3540)));
+    }
+
+    #[test]
+    fn short_lived_token_keeps_half_its_lifetime() {
+        let now = Instant::now();
+        let token = Token::parse(&issued(10), now, MARGIN);
+        assert!(matches!(token, Ok(ref t) if t.refresh_at == now + Duration::from_secs(5)));
+        let huge = Token::parse(&issued(u64::MAX), now, MARGIN);
+        assert!(matches!(huge, Ok(ref t) if t.refresh_at <= now + MAX_LIFETIME));
+    }
+
+    #[test]
+    fn malformed_token_responses_are_protocol_errors() {
+        let bodies: [&[u8]; 6] = [
+            b"not json",
+            br#"{"token_type":"Bearer","expires_in":3600}"#,
+            br#"{"access_token":"a","token_type":"mac","expires_in":3600}"#,
+            br#"{"access_token":"","token_type":"Bearer","expires_in":3600}"#,
+            br#"{"access_token":"a\nb","token_type":"Bearer","expires_in":3600}"#,
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#,
+        ];
+        for body in bodies {
+            assert!(
+                matches!(
+                    Token::parse(body, Instant::now(), MARGIN),
+                    Err(Error::Protocol { .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn token_debug_hides_the_token() {
+        let token = Token::parse(&issued(3600), Instant::now(), MARGIN);
+        let text = format!("{token:?}");
+        assert!(!text.contains("a.b.c"), "{text}");
+    }
+}

@@ -1,0 +1,333 @@
+//! `make bench` summary: DynamoDB and Secrets Manager calls per request for every route and
+//! outcome (against moto, counting SDK calls), handler time without I/O (in-memory store),
+//! and release binary sizes, printed as one table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::moto;
+use common::*;
+use lambda_http::{Body, Request};
+use shared::admin;
+use shared::config::Config;
+use shared::customer_api::CustomerApi;
+use shared::handler::Api;
+use shared::keys::{KeyDocument, SecretsManagerSource};
+use shared::model::CustomerCode;
+use shared::rate_limit::window_start;
+use shared::store::dynamo::DynamoStore;
+use shared::token_api::TokenApi;
+use std::time::Instant;
+
+struct Row {
+    case: &'static str,
+    status: u16,
+    dynamodb: usize,
+    secrets: usize,
+}
+
+async fn measure<A: Api>(
+    api: &A,
+    request: Request,
+    now: u64,
+    counters: (&moto::CallCounter, &moto::CallCounter),
+    case: &'static str,
+) -> Row {
+    let (db, sm) = (counters.0.get(), counters.1.get());
+    let status = api.handle(request, now).await.response.status().as_u16();
+    Row {
+        case,
+        status,
+        dynamodb: counters.0.get() - db,
+        secrets: counters.1.get() - sm,
+    }
+}
+
+fn form(code: &str, key: &str) -> Request {
+    post_form(&format!(
+        "grant_type=client_credentials&client_id={code}&client_secret={key}"
+    ))
+}
+
+async fn calls_per_request() -> Vec<Row> {
+    let (db, db_calls) = moto::dynamodb();
+    let (sm, sm_calls) = moto::secrets();
+    let table = moto::table(&db).await;
+    let mut doc = KeyDocument::default();
+    doc.rotate(NOW).unwrap();
+    let signing = moto::secret(&sm, &doc.to_secret_string()).await;
+    let public = KeyDocument {
+        active: None,
+        keys: doc.keys.clone(),
+    };
+    let verification = moto::secret(&sm, &public.to_secret_string()).await;
+    let store = DynamoStore::new(db, table);
+    let config = Config {
+        issuer: "https://api.test".into(),
+        ..Config::default()
+    };
+    let token_api = TokenApi::new(
+        store.clone(),
+        SecretsManagerSource::new(sm.clone(), signing),
+        &config,
+    );
+    let customer_api = CustomerApi::new(
+        store.clone(),
+        SecretsManagerSource::new(sm, verification),
+        &config,
+    );
+    let mut customers = Vec::new();
+    for code in ["BENCH-1", "BENCH-2", "BENCH-3"] {
+        let c = admin::new_customer(code, "Bench", "b@bench.example", "standard", &[], NOW)
+            .unwrap()
+            .unwrap();
+        store.create(&c.customer).await.unwrap();
+        customers.push((code, c.api_key.expose().to_owned()));
+    }
+    let limited = CustomerCode::parse("BENCH-2").unwrap();
+    store.set_limits(&limited, Some(1), Some(1)).await.unwrap();
+    let counters = (&db_calls, &sm_calls);
+    let now = window_start(NOW) + 60 + 5;
+    let (code, key) = (customers[0].0, customers[0].1.clone());
+    let mut rows = Vec::new();
+    rows.push(
+        measure(
+            &token_api,
+            form(code, &key),
+            now,
+            counters,
+            "token 200, first of window (+ key load)",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &token_api,
+            form(code, &key),
+            now,
+            counters,
+            "token 200, steady state",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &token_api,
+            form(code, "kiss_sk_wrong"),
+            now,
+            counters,
+            "token 401 wrong key",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &token_api,
+            form("NOBODY", &key),
+            now,
+            counters,
+            "token 401 unknown customer",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &token_api,
+            post_form("grant_type=password"),
+            now,
+            counters,
+            "token 400 (no I/O)",
+        )
+        .await,
+    );
+    let (code2, key2) = (customers[1].0, customers[1].1.clone());
+    let token =
+        |raw: &lambda_http::Response<Body>| json(raw)["access_token"].as_str().unwrap().to_owned();
+    let t2 = token(&token_api.handle(form(code2, &key2), now).await.response);
+    rows.push(measure(&token_api, form(code2, &key2), now, counters, "token 429").await);
+    let t1 = token(&token_api.handle(form(code, &key), now).await.response);
+    let t3 = token(
+        &token_api
+            .handle(form(customers[2].0, &customers[2].1), now)
+            .await
+            .response,
+    );
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t1),
+            now,
+            counters,
+            "lookup 200, first of window (+ key load)",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t1),
+            now,
+            counters,
+            "lookup 200, steady state",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customers/OTHER-1", &t1),
+            now,
+            counters,
+            "lookup 404 other code",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", "garbage"),
+            now,
+            counters,
+            "lookup 401 bad token (no I/O)",
+        )
+        .await,
+    );
+    measure(
+        &customer_api,
+        get_with_token("/customer", &t2),
+        now,
+        counters,
+        "",
+    )
+    .await;
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t2),
+            now,
+            counters,
+            "lookup 429",
+        )
+        .await,
+    );
+    store
+        .delete(&CustomerCode::parse(customers[2].0).unwrap())
+        .await
+        .unwrap();
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t3),
+            now,
+            counters,
+            "lookup 404 deleted customer",
+        )
+        .await,
+    );
+    rows
+}
+
+/// Mean handler time over many iterations with the in-memory store (no I/O).
+fn handler_times() -> Vec<(&'static str, f64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = Fixture::with_config(Config {
+        token_rate_limit: u64::MAX / 2,
+        api_rate_limit: u64::MAX / 2,
+        ..config()
+    });
+    let token = rt.block_on(f.access_token(NOW));
+    let time = |run: &dyn Fn() -> u16| {
+        for _ in 0..200 {
+            run();
+        }
+        let n = 3000;
+        let start = Instant::now();
+        for _ in 0..n {
+            run();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    };
+    let form = f.form();
+    let wrong =
+        format!("grant_type=client_credentials&client_id={CODE}&client_secret=kiss_sk_wrong");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    vec![
+        (
+            "token issue",
+            time(&|| {
+                rt.block_on(call(&f.token, post_form(&form), NOW + 1))
+                    .status()
+                    .as_u16()
+            }),
+        ),
+        (
+            "token reject (wrong key)",
+            time(&|| {
+                rt.block_on(call(&f.token, post_form(&wrong), NOW + 1))
+                    .status()
+                    .as_u16()
+            }),
+        ),
+        (
+            "lookup",
+            time(&|| {
+                rt.block_on(call(
+                    &f.customer,
+                    get_with_token("/customer", &token),
+                    NOW + 1,
+                ))
+                .status()
+                .as_u16()
+            }),
+        ),
+        (
+            "bearer reject (bad signature)",
+            time(&|| {
+                rt.block_on(call(
+                    &f.customer,
+                    get_with_token("/customer", &forged),
+                    NOW + 1,
+                ))
+                .status()
+                .as_u16()
+            }),
+        ),
+    ]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = rt.block_on(calls_per_request());
+    println!("\n| Route and outcome | Status | DynamoDB calls | Secrets Manager calls |");
+    println!("|---|---|---|---|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            row.case, row.status, row.dynamodb, row.secrets
+        );
+    }
+    println!("\n| Handler work without I/O (in-memory store) | Mean per request |");
+    println!("|---|---|");
+    for (case, micros) in handler_times() {
+        println!("| {case} | {micros:.1} µs |");
+    }
+    let release = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    println!("\n| Release binary (stripped, host target) | Size |");
+    println!("|---|---|");
+    for name in ["token", "customer"] {
+        match std::fs::metadata(release.join(name)) {
+            Ok(meta) => println!("| {name} | {:.2} MB |", meta.len() as f64 / 1e6),
+            Err(_) => println!("| {name} | not built (run `make bench`) |"),
+        }
+    }
+}
