@@ -57,14 +57,14 @@ e2e: $(STAMP) build
 
 test: $(STAMP) lint unit template e2e
 
-# Release Lambda artifacts in .aws-sam/build (SAM's rust-cargolambda beta builder, enabled by
-# samconfig.toml). x86_64 is the CI build; deploy with the same Architecture value.
 # Calls per request (moto), handler time without I/O, binary sizes; then criterion's timings.
 bench: $(STAMP)
 	cargo build --release -p token -p customer
 	cargo bench -p shared --bench report
 	cargo bench -p shared --bench handlers
 
+# Release Lambda artifacts in .aws-sam/build (SAM's rust-cargolambda beta builder, enabled by
+# samconfig.toml). x86_64 is the CI build; deploy with the same Architecture value.
 release: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AWS_LC_SYS_NO_JITTER_ENTROPY=1 SAM_CLI_TELEMETRY=0 sam build --parameter-overrides Architecture=x86_64
 	ls -l .aws-sam/build/*/bootstrap

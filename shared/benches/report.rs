@@ -57,10 +57,7 @@ async fn calls_per_request() -> Vec<Row> {
     let mut doc = KeyDocument::default();
     doc.rotate(NOW).unwrap();
     let signing = moto::secret(&sm, &doc.to_secret_string()).await;
-    let public = KeyDocument {
-        active: None,
-        keys: doc.keys.clone(),
-    };
+    let public = doc.public();
     let verification = moto::secret(&sm, &public.to_secret_string()).await;
     let store = DynamoStore::new(db, table);
     let config = Config {

@@ -147,7 +147,9 @@ pub fn rotate_keys(
     let newest_old = keys
         .iter()
         .filter(|(_, k)| k.is_valid_at(now))
-        .max_by_key(|(_, k)| k.created_at);
+        // The current primary key (no expiry) wins over one already in its grace period,
+        // even when both were created in the same second.
+        .max_by_key(|(_, k)| (k.expires_at.is_none(), k.created_at));
     if let Some((hash, old)) = newest_old {
         let end = (now + grace).min(old.expires_at.unwrap_or(u64::MAX));
         if end > now {

@@ -63,7 +63,7 @@ pub fn sign(
     key_id: &str,
     now: u64,
 ) -> Result<String, SignError> {
-    let (kid, key) = keys.signer()?;
+    let (kid, key) = keys.signer(now)?;
     let mut jti = [0u8; 16];
     random_bytes(&mut jti).map_err(|_| SignError::Random)?;
     let claims = AccessClaims {

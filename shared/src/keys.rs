@@ -4,7 +4,12 @@
 //! "use":"sig","created_at","retired_at"?}]}`: a JWKS with two bookkeeping fields.
 //! Signing secret: the same `keys` list (so the token function can serve the JWKS without
 //! reading the other secret) plus `"active":{"kid","private_key","created_at"}` with the
-//! private key as base64 PKCS#8.
+//! private key as base64 PKCS#8, and `"previous"` (same shape) after a rotation.
+//!
+//! A rotated key signs only once it has been published for one refresh interval: every
+//! verifier refreshes within that interval, so its tokens verify everywhere even when an
+//! attacker has used up the one forced refresh per minute with made-up `kid`s. Until then
+//! the previous key keeps signing.
 
 use crate::api_key::{hex, random_bytes};
 use base64::Engine;
@@ -59,6 +64,9 @@ impl std::fmt::Debug for PrivateKey {
 pub struct KeyDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<PrivateKey>,
+    /// The key `active` replaced; signs until `active` has been published long enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PrivateKey>,
     #[serde(default)]
     pub keys: Vec<PublicKey>,
 }
@@ -80,6 +88,15 @@ impl KeyDocument {
     /// Parses a secret string.
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
         serde_json::from_str(raw).map_err(|e| KeyError::Malformed(e.to_string()))
+    }
+
+    /// The verification secret's document: the public keys only.
+    pub fn public(&self) -> Self {
+        Self {
+            active: None,
+            previous: None,
+            keys: self.keys.clone(),
+        }
     }
 
     /// Serialises for storage.
@@ -133,30 +150,46 @@ impl KeyDocument {
             private_key: STANDARD.encode(pkcs8.as_ref()),
             created_at: now,
         };
-        self.active = Some(private.clone());
+        self.previous = self.active.replace(private.clone());
         Ok(private)
+    }
+}
+
+/// A private key ready to sign.
+struct Signer {
+    kid: String,
+    key: EncodingKey,
+    created_at: u64,
+}
+
+impl Signer {
+    fn new(private: &PrivateKey) -> Result<Self, KeyError> {
+        let der = STANDARD
+            .decode(&private.private_key)
+            .map_err(|_| KeyError::Malformed("private_key".into()))?;
+        Ok(Self {
+            kid: private.kid.clone(),
+            key: EncodingKey::from_ed_der(&der),
+            created_at: private.created_at,
+        })
     }
 }
 
 /// Keys ready to use: parsed once per refresh, not per request.
 pub struct KeySet {
-    signer: Option<(String, EncodingKey)>,
+    signer: Option<Signer>,
+    previous: Option<Signer>,
+    /// Seconds a new key is published before it signs (the verifiers' refresh interval).
+    activation_delay: u64,
     verifiers: HashMap<String, DecodingKey>,
     jwks: String,
 }
 
 impl KeySet {
     /// Prepares a document; unusable entries are skipped with a warning.
-    pub fn from_document(doc: &KeyDocument) -> Result<Self, KeyError> {
-        let signer = match &doc.active {
-            None => None,
-            Some(active) => {
-                let der = STANDARD
-                    .decode(&active.private_key)
-                    .map_err(|_| KeyError::Malformed("active.private_key".into()))?;
-                Some((active.kid.clone(), EncodingKey::from_ed_der(&der)))
-            }
-        };
+    pub fn from_document(doc: &KeyDocument, activation_delay: u64) -> Result<Self, KeyError> {
+        let signer = doc.active.as_ref().map(Signer::new).transpose()?;
+        let previous = doc.previous.as_ref().map(Signer::new).transpose()?;
         let mut verifiers = HashMap::new();
         for key in &doc.keys {
             match DecodingKey::from_ed_components(&key.x) {
@@ -168,17 +201,22 @@ impl KeySet {
         }
         Ok(Self {
             signer,
+            previous,
+            activation_delay,
             verifiers,
             jwks: doc.jwks().to_string(),
         })
     }
 
-    /// The active signing key and its `kid`.
-    pub fn signer(&self) -> Result<(&str, &EncodingKey), KeyError> {
-        self.signer
-            .as_ref()
-            .map(|(kid, key)| (kid.as_str(), key))
-            .ok_or(KeyError::NoSigningKey)
+    /// The key that signs at `now` and its `kid`: the active one once it has been published
+    /// for the activation delay, the previous one before that.
+    pub fn signer(&self, now: u64) -> Result<(&str, &EncodingKey), KeyError> {
+        let active = self.signer.as_ref().ok_or(KeyError::NoSigningKey)?;
+        let chosen = match &self.previous {
+            Some(previous) if now < active.created_at + self.activation_delay => previous,
+            _ => active,
+        };
+        Ok((chosen.kid.as_str(), &chosen.key))
     }
 
     /// The verification key for `kid`.
@@ -284,7 +322,9 @@ impl<S: KeySource> KeyCache<S> {
     }
 
     async fn refresh(&self, state: &mut CacheState, now: u64) -> Result<Arc<KeySet>, KeyError> {
-        let loaded = async { KeySet::from_document(&self.source.fetch().await?) }.await;
+        let loaded =
+            async { KeySet::from_document(&self.source.fetch().await?, self.refresh_seconds) }
+                .await;
         match (loaded, &state.keys) {
             (Ok(keys), _) => {
                 let keys = Arc::new(keys);
@@ -388,5 +428,24 @@ impl KeySource for MemoryKeySource {
 impl<T: KeySource> KeySource for Arc<T> {
     fn fetch(&self) -> impl Future<Output = Result<KeyDocument, KeyError>> + Send {
         self.as_ref().fetch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_key_signs_only_after_one_refresh_interval() -> Result<(), KeyError> {
+        let mut doc = KeyDocument::default();
+        let first = doc.rotate(1000)?.kid;
+        let second = doc.rotate(2000)?.kid;
+        let keys = KeySet::from_document(&doc, 300)?;
+        assert_eq!(keys.signer(2000)?.0, first, "not yet published long enough");
+        assert_eq!(keys.signer(2299)?.0, first);
+        assert_eq!(keys.signer(2300)?.0, second);
+        assert!(keys.verifier(&first).is_some() && keys.verifier(&second).is_some());
+        assert!(doc.public().active.is_none() && doc.public().previous.is_none());
+        Ok(())
     }
 }

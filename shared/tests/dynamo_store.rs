@@ -338,7 +338,7 @@ async fn secrets_manager_keys_rotate_and_are_cached() {
     let before = calls.get();
     for i in 0..10 {
         let keys = cache.current(NOW + i).await.unwrap();
-        assert_eq!(keys.signer().unwrap().0, first_kid);
+        assert_eq!(keys.signer(NOW + i).unwrap().0, first_kid);
     }
     assert_eq!(
         calls.get() - before,

@@ -394,10 +394,7 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
             let previous = doc.active.as_ref().map(|a| a.kid.clone());
             let active = doc.rotate(now)?;
             // Public side first: no token is ever signed by a key verifiers cannot find.
-            let public = KeyDocument {
-                active: None,
-                keys: doc.keys.clone(),
-            };
+            let public = doc.public();
             verification.write(&public).await?;
             signing.write(&doc).await?;
             Ok(output(

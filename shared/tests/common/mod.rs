@@ -58,10 +58,7 @@ impl Fixture {
         let mut doc = KeyDocument::default();
         doc.rotate(NOW - 100).unwrap();
         let signing = Arc::new(MemoryKeySource::new(doc.clone()));
-        let verification = Arc::new(MemoryKeySource::new(KeyDocument {
-            active: None,
-            keys: doc.keys.clone(),
-        }));
+        let verification = Arc::new(MemoryKeySource::new(doc.public()));
         Self {
             token: TokenApi::new(store.clone(), signing.clone(), &config),
             customer: CustomerApi::new(store.clone(), verification.clone(), &config),

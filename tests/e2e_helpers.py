@@ -1,0 +1,263 @@
+"""Helpers of the end-to-end suite: customers via the admin CLI, token requests, HTTP checks.
+
+Everything here talks to the running local stack over HTTP or through `customer-admin`,
+exactly as a client or an operator would.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections import namedtuple
+from urllib.parse import quote_plus
+
+import requests
+
+TIMEOUT = 30
+AUDIENCE = "customer-api"
+DEFAULT_SCOPE = "customer:read"
+
+# Global limits of the suite's functions: high, so ordinary tests never meet them.
+# Rate-limit tests lower the limits of their own customer with `customers set-limits`.
+SUITE_TOKEN_LIMIT = 1000
+SUITE_API_LIMIT = 1000
+
+# Fixed texts (SPEC §3–§6, ../shared/seeds/errors.txt) and the other descriptions of
+# shared/src/error.rs.
+INVALID_CLIENT = "Invalid client credentials."
+UNSUPPORTED_GRANT_TYPE = "Only 'client_credentials' grant type is supported."
+CREDENTIALS_REQUIRED = "client_id and client_secret are required."
+INVALID_SCOPE = "The requested scope is invalid."
+ONLY_POST = "The token endpoint accepts only POST."
+CUSTOMER_NOT_FOUND = "Customer not found."
+NOT_FOUND = "Not found."
+BODY_TOO_LARGE = "The request body is too large."
+BAD_CONTENT_TYPE = "Content-Type must be application/x-www-form-urlencoded or application/json."
+MALFORMED_BODY = "The request body is malformed."
+REPEATED_PARAMETER = "A request parameter was repeated."
+GRANT_TYPE_REQUIRED = "grant_type is required."
+TWO_AUTH_METHODS = "Use only one client authentication method."
+MALFORMED_BASIC = "The Authorization header is malformed."
+
+BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+BASIC_CHALLENGE = 'Basic realm="customer-api"'
+
+FORM = "application/x-www-form-urlencoded"
+
+NewCustomer = namedtuple("NewCustomer", "code api_key key_id")
+
+_session = requests.Session()
+
+
+# -- the admin CLI ---------------------------------------------------------------------------
+def admin_raw(stack, *args):
+    """Runs `customer-admin ... --json`; returns the CompletedProcess (raw stdout/stderr)."""
+    env = {**os.environ, **stack.aws_env()}
+    binary = stack_root() / "target" / "debug" / "customer-admin"
+    return subprocess.run([str(binary), *args, "--json"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def admin_ok(stack, *args):
+    """Runs a CLI command that must succeed; returns its JSON object."""
+    code, out = stack.admin(*args)
+    assert code == 0, f"customer-admin {' '.join(args)} exited {code}: {out}"
+    assert isinstance(out, dict), f"customer-admin {' '.join(args)} printed no JSON object: {out!r}"
+    return out
+
+
+def stack_root():
+    from stack import ROOT  # infra/local/stack.py, put on sys.path by conftest
+
+    return ROOT
+
+
+def unique_code(prefix="T"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def profile(code):
+    """The name and email the suite gives a customer."""
+    return {"name": f"Test Customer {code}", "email": f"ops+{code.lower()}@example.com"}
+
+
+def new_customer(stack, code=None, scopes=None, plan=None):
+    """A fresh customer created with the CLI: (code, api_key, key_id)."""
+    code = code or unique_code()
+    args = ["customers", "create", "--code", code, "--name", profile(code)["name"], "--email", profile(code)["email"]]
+    if plan:
+        args += ["--plan", plan]
+    if scopes:
+        args += ["--scopes", *scopes]
+    out = admin_ok(stack, *args)
+    assert out["customer_code"] == code
+    return NewCustomer(out["customer_code"], out["api_key"], out["key_id"])
+
+
+def set_limits(stack, code, token_per_minute=None, api_per_minute=None):
+    args = ["customers", "set-limits", "--code", code]
+    if token_per_minute is not None:
+        args += ["--token-per-minute", str(token_per_minute)]
+    if api_per_minute is not None:
+        args += ["--api-per-minute", str(api_per_minute)]
+    return admin_ok(stack, *args)
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+def http(stack, method, path, **kwargs):
+    kwargs.setdefault("timeout", TIMEOUT)
+    kwargs.setdefault("allow_redirects", False)
+    return _session.request(method, stack.api_url + path, **kwargs)
+
+
+def get(stack, path, **kwargs):
+    return http(stack, "GET", path, **kwargs)
+
+
+def post(stack, path, **kwargs):
+    return http(stack, "POST", path, **kwargs)
+
+
+def basic_header(client_id, client_secret):
+    """`client_secret_basic` per RFC 6749 §2.3.1: each part form-urlencoded, then Basic."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+def token(stack, code, key, method="post", scope=None, extra=None, content_type=None):
+    """POST /auth/token with the client credentials grant; returns the requests.Response.
+
+    method: 'post' (client_secret_post, form body), 'basic' (client_secret_basic, form body)
+    or 'json' (client_secret_post, JSON body).
+    """
+    params = {"grant_type": "client_credentials"}
+    headers = {}
+    if method == "basic":
+        headers["Authorization"] = basic_header(code, key)
+    else:
+        params.update({"client_id": code, "client_secret": key})
+    if scope is not None:
+        params["scope"] = scope
+    params.update(extra or {})
+    if method == "json":
+        body = json.dumps(params).encode()
+        headers["Content-Type"] = content_type or "application/json"
+    else:
+        body = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in params.items()).encode()
+        headers["Content-Type"] = content_type or FORM
+    return post(stack, "/auth/token", data=body, headers=headers)
+
+
+def access_token(stack, code, key, **kwargs):
+    """A token that must be issued; returns the access token string."""
+    resp = token(stack, code, key, **kwargs)
+    assert resp.status_code == 200, f"token request failed: {resp.status_code} {resp.text}"
+    return resp.json()["access_token"]
+
+
+def bearer(token_value):
+    return {"Authorization": f"Bearer {token_value}"}
+
+
+def get_customer(stack, token_value, path="/customer"):
+    return get(stack, path, headers=bearer(token_value))
+
+
+# -- assertions ------------------------------------------------------------------------------
+def compact(obj):
+    """The exact bytes of a compact JSON document."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def describe(resp):
+    return f"{resp.request.method} {resp.request.url} -> {resp.status_code} {dict(resp.headers)} {resp.content!r}"
+
+
+def assert_json_headers(resp, token_endpoint=False):
+    assert resp.headers.get("Content-Type") == "application/json", describe(resp)
+    assert resp.headers.get("Cache-Control") == "no-store", describe(resp)
+    assert resp.headers.get("X-Content-Type-Options") == "nosniff", describe(resp)
+    if token_endpoint:
+        assert resp.headers.get("Pragma") == "no-cache", describe(resp)
+
+
+def assert_oauth_error(resp, status, error, description, basic_challenge=False, exact_bytes=True):
+    """An OAuth-envelope error of /auth/token with exactly this body and the token headers."""
+    assert resp.status_code == status, describe(resp)
+    expected = {"error": error, "error_description": description}
+    assert resp.json() == expected, describe(resp)
+    if exact_bytes:
+        assert resp.content == compact(expected), describe(resp)
+    assert_json_headers(resp, token_endpoint=True)
+    if basic_challenge:
+        assert resp.headers.get("WWW-Authenticate") == BASIC_CHALLENGE, describe(resp)
+    else:
+        assert "WWW-Authenticate" not in resp.headers, describe(resp)
+
+
+def assert_standard_error(resp, status, message):
+    """A standard-envelope error with exactly this body (byte-exact)."""
+    assert resp.status_code == status, describe(resp)
+    expected = {"error": message}
+    assert resp.json() == expected, describe(resp)
+    assert resp.content == compact(expected), describe(resp)
+    assert_json_headers(resp)
+    assert "WWW-Authenticate" not in resp.headers, describe(resp)
+
+
+def assert_bearer_401(resp):
+    """The bearer failure: 401, empty body, exactly `WWW-Authenticate: Bearer error="invalid_token"`."""
+    assert resp.status_code == 401, describe(resp)
+    assert resp.content == b"", describe(resp)
+    assert resp.headers.get("WWW-Authenticate") == BEARER_CHALLENGE, describe(resp)
+
+
+def assert_token_issued(resp, scope=DEFAULT_SCOPE):
+    assert resp.status_code == 200, describe(resp)
+    body = resp.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}, describe(resp)
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["scope"] == scope
+    assert isinstance(body["access_token"], str) and body["access_token"].count(".") == 2
+    assert_json_headers(resp, token_endpoint=True)
+    assert "WWW-Authenticate" not in resp.headers, describe(resp)
+    return body
+
+
+# -- JWT -------------------------------------------------------------------------------------
+def b64url_decode(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def b64url_encode(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def jwt_parts(token_value):
+    header, payload, signature = token_value.split(".")
+    return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload)), b64url_decode(signature)
+
+
+def sha256_hex(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- rate-limit windows ----------------------------------------------------------------------
+def ensure_window_room(seconds=8):
+    """Fixed 60 s windows: if fewer than `seconds` remain in this minute, wait for the next one."""
+    into = time.time() % 60
+    if into > 60 - seconds:
+        time.sleep(60 - into + 0.25)
+
+
+def poll(check, timeout, interval=0.5):
+    """Calls `check` until it returns a truthy value or `timeout` seconds pass; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
