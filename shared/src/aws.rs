@@ -23,3 +23,48 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
         .load()
         .await
 }
+
+/// The AWS resources of one function instance, built once in init from the environment.
+pub struct Production {
+    pub config: Config,
+    pub store: crate::store::dynamo::DynamoStore,
+    pub source: crate::keys::SecretsManagerSource,
+}
+
+impl Production {
+    /// Reads the configuration, builds the clients, and picks the key secret named by `var`.
+    pub async fn from_env(
+        secret: fn(&Config) -> Option<String>,
+        var: &'static str,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let config = Config::from_env()?;
+        let secret_id = secret(&config).ok_or(crate::config::ConfigError::Missing(var))?;
+        let sdk = sdk_config(&config).await;
+        Ok(Self {
+            store: crate::store::dynamo::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                &config.table_name,
+            ),
+            source: crate::keys::SecretsManagerSource::new(
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                secret_id,
+            ),
+            config,
+        })
+    }
+}
+
+/// Opens the DynamoDB connection and loads the keys concurrently during init, so the first
+/// request pays no TLS handshake. Failures only warn: the first request tries again.
+pub async fn warm_up<K: crate::keys::KeySource>(
+    store: &crate::store::dynamo::DynamoStore,
+    keys: &crate::keys::KeyCache<K>,
+) {
+    let (warm, loaded) = tokio::join!(store.warm_up(), keys.load(crate::model::unix_now()));
+    if let Err(err) = warm {
+        tracing::warn!(error = %err, "could not open the DynamoDB connection in init");
+    }
+    if let Err(err) = loaded {
+        tracing::warn!(error = %err, "could not load keys in init");
+    }
+}

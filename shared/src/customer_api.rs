@@ -1,5 +1,6 @@
 //! The customer function: `GET /customer` and `GET /customers/{customer_code}`.
 
+use crate::aws::{Production, warm_up};
 use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::handler::{Api, Handled};
@@ -27,23 +28,13 @@ impl CustomerApi<DynamoStore, SecretsManagerSource> {
     /// Builds the AWS clients, opens the DynamoDB connection and loads the verification keys
     /// during init.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let secret = config
-            .verification_secret_id
-            .clone()
-            .ok_or(ConfigError::Missing("VERIFICATION_SECRET_ID"))?;
-        let sdk = crate::aws::sdk_config(&config).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
-        let source = SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk), secret);
-        let api = Self::new(store, source, &config);
-        let now = crate::model::unix_now();
-        let (warm, keys) = tokio::join!(api.store.warm_up(), api.keys.load(now));
-        if let Err(err) = warm {
-            tracing::warn!(error = %err, "could not open the DynamoDB connection in init");
-        }
-        if let Err(err) = keys {
-            tracing::warn!(error = %err, "could not load verification keys in init");
-        }
+        let parts = Production::from_env(
+            |c| c.verification_secret_id.clone(),
+            "VERIFICATION_SECRET_ID",
+        )
+        .await?;
+        let api = Self::new(parts.store, parts.source, &parts.config);
+        warm_up(&api.store, &api.keys).await;
         Ok(api)
     }
 }
@@ -54,11 +45,7 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
         Self {
             store,
             keys: KeyCache::new(source, config.key_refresh_seconds),
-            settings: TokenSettings {
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-                ttl_seconds: config.token_ttl_seconds,
-            },
+            settings: TokenSettings::from_config(config),
             api_limit: config.api_rate_limit,
         }
     }

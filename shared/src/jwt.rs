@@ -43,6 +43,17 @@ pub struct TokenSettings {
     pub ttl_seconds: u64,
 }
 
+impl TokenSettings {
+    /// The settings of this deployment.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            ttl_seconds: config.token_ttl_seconds,
+        }
+    }
+}
+
 /// Why a token could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {

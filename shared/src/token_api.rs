@@ -1,5 +1,6 @@
 //! The token function: `POST /auth/token` and the public `/.well-known` documents.
 
+use crate::aws::{Production, warm_up};
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, OAuthError, text};
 use crate::handler::{Api, Handled, body_bytes};
@@ -27,23 +28,10 @@ impl TokenApi<DynamoStore, SecretsManagerSource> {
     /// Builds the AWS clients, opens the DynamoDB connection and loads the signing keys
     /// during init, so the first request pays no handshake.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = Config::from_env()?;
-        let secret = config
-            .signing_secret_id
-            .clone()
-            .ok_or(ConfigError::Missing("SIGNING_SECRET_ID"))?;
-        let sdk = crate::aws::sdk_config(&config).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
-        let source = SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk), secret);
-        let api = Self::new(store, source, &config);
-        let now = crate::model::unix_now();
-        let (warm, keys) = tokio::join!(api.store.warm_up(), api.keys.load(now));
-        if let Err(err) = warm {
-            tracing::warn!(error = %err, "could not open the DynamoDB connection in init");
-        }
-        if let Err(err) = keys {
-            tracing::warn!(error = %err, "could not load signing keys in init");
-        }
+        let parts =
+            Production::from_env(|c| c.signing_secret_id.clone(), "SIGNING_SECRET_ID").await?;
+        let api = Self::new(parts.store, parts.source, &parts.config);
+        warm_up(&api.store, &api.keys).await;
         Ok(api)
     }
 }
@@ -54,11 +42,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         Self {
             store,
             keys: KeyCache::new(source, config.key_refresh_seconds),
-            settings: TokenSettings {
-                issuer: config.issuer.clone(),
-                audience: config.audience.clone(),
-                ttl_seconds: config.token_ttl_seconds,
-            },
+            settings: TokenSettings::from_config(config),
             token_limit: config.token_rate_limit,
         }
     }

@@ -193,11 +193,7 @@ impl DynamoStore {
             .expression_attribute_names("#pk", item::CODE)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Err(StoreError::AlreadyExists),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result, StoreError::AlreadyExists)
     }
 
     /// Reads a customer (strongly consistent).
@@ -271,11 +267,7 @@ impl DynamoStore {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result, StoreError::NotFound)
     }
 
     /// Suspends or reactivates a customer.
@@ -331,21 +323,31 @@ impl DynamoStore {
             .expression_attribute_names("#pk", item::CODE)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_conditional_failure(&err) => Err(StoreError::NotFound),
-            Err(err) => Err(unavailable(err)),
-        }
+        conditional(result, StoreError::NotFound)
     }
 }
 
-fn is_conditional_failure<E, R>(err: &SdkError<E, R>) -> bool
+/// Maps an admin write: a failed condition is `refused`, anything else is unavailability.
+fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    refused: StoreError,
+) -> Result<(), StoreError>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
 {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code == "ConditionalCheckFailedException") =>
+        {
+            Err(refused)
+        }
+        Err(err) => Err(unavailable(err)),
+    }
 }
 
 impl CustomerStore for DynamoStore {

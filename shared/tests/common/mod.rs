@@ -1,6 +1,7 @@
 //! Test fixtures: both APIs over the in-memory store and key source, and request builders.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fault_server;
 pub mod moto;
 
 use base64::Engine;
