@@ -4,7 +4,12 @@ use crate::log::{Outcome, RequestSummary};
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Time kept back from Lambda's deadline to answer the contract 500 ourselves.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+/// Request budget when no Lambda deadline is known (local runs, tests).
+const DEFAULT_BUDGET: Duration = Duration::from_secs(8);
 
 /// A routed response with what the log line needs.
 pub struct Handled {
@@ -44,22 +49,42 @@ pub trait Api: Send + Sync + 'static {
     fn internal_error(&self) -> Response<Body>;
 }
 
-/// Serves one request: a panic in the handler becomes the contract 500 and the instance
+/// Time left before Lambda's deadline (ms since the epoch), less the margin.
+fn budget(deadline_ms: Option<u64>) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    deadline_ms
+        .filter(|d| *d > now_ms)
+        .map_or(DEFAULT_BUDGET, |d| Duration::from_millis(d - now_ms))
+        .saturating_sub(DEADLINE_MARGIN)
+        .max(Duration::from_millis(100))
+}
+
+/// Serves one request: a panic in the handler, or a request that would outlive the Lambda
+/// deadline (several slow dependencies in a row), becomes the contract 500 and the instance
 /// keeps serving; every request leaves exactly one summary line.
 pub async fn serve<A: Api>(api: Arc<A>, request: Request) -> Response<Body> {
     let started = Instant::now();
-    let request_id = request
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
-    let task = {
+    let context = request.lambda_context_ref();
+    let request_id = context.map(|c| c.request_id.clone()).unwrap_or_default();
+    let limit = budget(context.map(|c| c.deadline));
+    let mut task = {
         let api = api.clone();
         tokio::spawn(async move { api.handle(request, crate::model::unix_now()).await })
     };
-    let handled = task.await.unwrap_or_else(|_| {
-        tracing::error!("handler panicked; answered 500");
-        Handled::new(api.internal_error(), "panic", Outcome::ServerError)
-    });
+    let handled = match tokio::time::timeout(limit, &mut task).await {
+        Ok(Ok(handled)) => handled,
+        Ok(Err(_)) => {
+            tracing::error!("handler panicked; answered 500");
+            Handled::new(api.internal_error(), "panic", Outcome::ServerError)
+        }
+        Err(_) => {
+            task.abort();
+            tracing::error!("request outlived its deadline; answered 500");
+            Handled::new(api.internal_error(), "deadline", Outcome::ServerError)
+        }
+    };
     RequestSummary {
         function: A::FUNCTION,
         request_id,

@@ -152,10 +152,10 @@ pub async fn verify<S: KeySource>(
     let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
         .map_err(|_| VerifyError::Invalid("signature or claims"))?;
     let claims = data.claims;
-    if claims.exp + LEEWAY_SECONDS < now {
+    if claims.exp.saturating_add(LEEWAY_SECONDS) < now {
         return Err(VerifyError::Invalid("expired"));
     }
-    if claims.nbf > now + LEEWAY_SECONDS {
+    if claims.nbf > now.saturating_add(LEEWAY_SECONDS) {
         return Err(VerifyError::Invalid("not yet valid"));
     }
     if claims.client_id != claims.sub {

@@ -133,7 +133,7 @@ impl KeyDocument {
         }
         self.keys.retain(|k| {
             k.retired_at
-                .is_none_or(|t| t + RETIRED_KEY_RETENTION_SECONDS > now)
+                .is_none_or(|t| t.saturating_add(RETIRED_KEY_RETENTION_SECONDS) > now)
         });
         self.keys.push(PublicKey {
             kid: kid.clone(),
@@ -213,7 +213,9 @@ impl KeySet {
     pub fn signer(&self, now: u64) -> Result<(&str, &EncodingKey), KeyError> {
         let active = self.signer.as_ref().ok_or(KeyError::NoSigningKey)?;
         let chosen = match &self.previous {
-            Some(previous) if now < active.created_at + self.activation_delay => previous,
+            Some(previous) if now < active.created_at.saturating_add(self.activation_delay) => {
+                previous
+            }
             _ => active,
         };
         Ok((chosen.kid.as_str(), &chosen.key))

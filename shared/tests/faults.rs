@@ -15,10 +15,17 @@ mod common;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::{RetryConfig, RetryMode};
 use aws_smithy_types::timeout::TimeoutConfig;
 use common::fault_server::{Canned, Fault, FaultServer};
-use common::moto::{self, CallCounter};
+use common::moto;
 use common::{
     CODE, NOW, assert_oauth, call, get_with_token, json, post_form, request, segment, text,
 };
@@ -29,6 +36,8 @@ use shared::customer_api::CustomerApi;
 use shared::keys::{KeyDocument, SecretsManagerSource};
 use shared::store::dynamo::DynamoStore;
 use shared::token_api::TokenApi;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 type Token = TokenApi<DynamoStore, SecretsManagerSource>;
@@ -42,8 +51,9 @@ const SDK_MAX_ATTEMPTS: u32 = 2;
 /// timeout. The operation timeout (attempts × attempt timeout, backoff included) is the
 /// SDK's hard cap and the handler adds microseconds; the 3× absorbs timers firing late on a
 /// shared 2-core machine that is also running moto (Python) and cargo. It still catches a
-/// missing or unapplied timeout: a held request then lasts the fault server's 10 s hold.
-/// Attempts beyond `SDK_MAX_ATTEMPTS` are caught exactly, by the servers' attempt counts.
+/// missing or unapplied timeout: a held request then lasts the fault server's 10 s hold
+/// per attempt.
+/// Attempts beyond `SDK_MAX_ATTEMPTS` are caught exactly, by counting the client's attempts.
 const SLACK: u32 = 3;
 const OTHER_CODE: &str = "BETA-2";
 
@@ -93,9 +103,57 @@ fn assert_production_budget(
     assert_eq!(retries.max_attempts(), config.sdk_max_attempts);
 }
 
-/// A DynamoDB client with the production SDK config, pointed at `endpoint`, counting calls.
-fn dynamodb_client(sdk: &SdkConfig, endpoint: &str) -> (aws_sdk_dynamodb::Client, CallCounter) {
-    let calls = CallCounter::default();
+/// Counts the operations an SDK client starts and the attempts (retries included) it makes,
+/// on the client side: an attempt that never reaches a server still counts.
+#[derive(Debug, Default, Clone)]
+struct SdkCounter {
+    operations: Arc<AtomicUsize>,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl SdkCounter {
+    fn snapshot(&self) -> (usize, usize) {
+        (
+            self.operations.load(Ordering::SeqCst),
+            self.attempts.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Operations and attempts since `before`.
+    fn since(&self, before: (usize, usize)) -> (usize, usize) {
+        let now = self.snapshot();
+        (now.0 - before.0, now.1 - before.1)
+    }
+}
+
+impl Intercept for SdkCounter {
+    fn name(&self) -> &'static str {
+        "SdkCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.operations.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A DynamoDB client with the production SDK config, pointed at `endpoint`, counted.
+fn dynamodb_client(sdk: &SdkConfig, endpoint: &str) -> (aws_sdk_dynamodb::Client, SdkCounter) {
+    let calls = SdkCounter::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
         .endpoint_url(endpoint)
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
@@ -108,11 +166,8 @@ fn dynamodb_client(sdk: &SdkConfig, endpoint: &str) -> (aws_sdk_dynamodb::Client
 }
 
 /// A Secrets Manager client with the production SDK config, pointed at `endpoint`.
-fn secrets_client(
-    sdk: &SdkConfig,
-    endpoint: &str,
-) -> (aws_sdk_secretsmanager::Client, CallCounter) {
-    let calls = CallCounter::default();
+fn secrets_client(sdk: &SdkConfig, endpoint: &str) -> (aws_sdk_secretsmanager::Client, SdkCounter) {
+    let calls = SdkCounter::default();
     let conf = aws_sdk_secretsmanager::config::Builder::from(sdk)
         .endpoint_url(endpoint)
         .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
@@ -136,9 +191,9 @@ struct Env {
     config: Config,
     dynamodb: FaultServer,
     secrets: FaultServer,
-    /// SDK operations started by the APIs' clients (the servers count attempts).
-    dynamodb_calls: CallCounter,
-    secrets_calls: CallCounter,
+    /// Operations and attempts of the APIs' clients.
+    dynamodb_sdk: SdkCounter,
+    secrets_sdk: SdkCounter,
     token: Token,
     customer: Customer,
     /// A healthy token API straight on moto, to mint tokens while the APIs under test fail.
@@ -180,8 +235,8 @@ impl Env {
         let sdk = shared::aws::sdk_config(&config).await;
         let dynamodb = FaultServer::start(&moto::endpoint());
         let secrets = FaultServer::start(&moto::endpoint());
-        let (dynamodb_client, dynamodb_calls) = dynamodb_client(&sdk, &dynamodb.endpoint());
-        let (secrets_client, secrets_calls) = secrets_client(&sdk, &secrets.endpoint());
+        let (dynamodb_client, dynamodb_sdk) = dynamodb_client(&sdk, &dynamodb.endpoint());
+        let (secrets_client, secrets_sdk) = secrets_client(&sdk, &secrets.endpoint());
         // The clients under test carry the production timeouts and retries, not defaults.
         let conf = dynamodb_client.config();
         assert_production_budget(conf.timeout_config(), conf.retry_config(), &config);
@@ -208,8 +263,8 @@ impl Env {
             config,
             dynamodb,
             secrets,
-            dynamodb_calls,
-            secrets_calls,
+            dynamodb_sdk,
+            secrets_sdk,
             token,
             customer,
             minter,
@@ -306,40 +361,42 @@ fn assert_contract_500(route: Route, response: &Response<Body>) {
     }
 }
 
-/// Asserts a faulted request ended inside the SDK budget of `operations` failing SDK calls,
-/// and that the fault server saw no more attempts than the retry budget allows.
+/// Asserts a faulted request ended inside the SDK budget of `operations` failing SDK
+/// operations, after no more attempts than the retry budget allows.
 fn assert_budget(
     config: &Config,
     fault: &Fault,
     what: &str,
     elapsed: Duration,
-    operations: u32,
-    attempts: usize,
+    (operations, attempts): (usize, usize),
 ) {
-    let deadline = operation_budget(config) * operations * SLACK;
+    let ops = u32::try_from(operations).unwrap();
+    let deadline = operation_budget(config) * ops * SLACK;
     assert!(
         elapsed < deadline,
         "{what}: took {elapsed:?}; the SDK budget is {:?} per operation",
         operation_budget(config)
     );
-    let max_attempts = (config.sdk_max_attempts * operations) as usize;
-    match fault {
-        Fault::Unreachable => assert_eq!(attempts, 0, "{what}: nothing listens"),
-        Fault::Hang => {
-            assert!(
-                (1..=max_attempts).contains(&attempts),
-                "{what}: {attempts} attempts"
-            );
-            assert!(
-                elapsed >= attempt_timeout(config) * operations,
-                "{what}: answered after {elapsed:?}, before the SDK timeout: the fault was not hit"
-            );
-        }
-        Fault::Respond(_) => assert!(
-            (1..=max_attempts).contains(&attempts),
-            "{what}: {attempts} attempts, budget {max_attempts}"
-        ),
-        Fault::Healthy => unreachable!("not a fault"),
+    let max_attempts = config.sdk_max_attempts as usize * operations;
+    assert!(
+        (operations..=max_attempts).contains(&attempts),
+        "{what}: {attempts} attempts for {operations} operations, budget {max_attempts}"
+    );
+    if *fault == Fault::Hang {
+        assert!(
+            elapsed >= attempt_timeout(config) * ops,
+            "{what}: answered after {elapsed:?}, before the SDK timeout: the fault was not hit"
+        );
+    }
+}
+
+/// For a canned-response fault: asserts the fault server answered since `before`.
+fn assert_answered(server: &FaultServer, fault: &Fault, before: usize, what: &str) {
+    if let Fault::Respond(_) = fault {
+        assert!(
+            server.requests() > before,
+            "{what}: the fault server answered"
+        );
     }
 }
 
@@ -351,15 +408,17 @@ async fn dynamodb_fault(fault: Fault) {
     let env = Env::new().await;
     let access = env.assert_serves(NOW).await;
     env.dynamodb.set(fault.clone());
+    let answered = env.dynamodb.requests();
     for route in [Route::Token, Route::Customer] {
-        let (attempts, calls) = (env.dynamodb.requests(), env.dynamodb_calls.get());
+        let before = env.dynamodb_sdk.snapshot();
         let (response, elapsed) = env.hit(route, &access, NOW + 1).await;
-        let what = format!("DynamoDB {fault:?}, {route:?}");
+        let what = format!("DynamoDB {}, {route:?}", fault.label());
         assert_contract_500(route, &response);
-        assert_eq!(env.dynamodb_calls.get() - calls, 1, "{what}: one operation");
-        let attempts = env.dynamodb.requests() - attempts;
-        assert_budget(&env.config, &fault, &what, elapsed, 1, attempts);
+        let counts = env.dynamodb_sdk.since(before);
+        assert_eq!(counts.0, 1, "{what}: one operation");
+        assert_budget(&env.config, &fault, &what, elapsed, counts);
     }
+    assert_answered(&env.dynamodb, &fault, answered, "DynamoDB");
     env.assert_jwks(NOW + 1).await;
     env.dynamodb.set(Fault::Healthy);
     env.assert_serves(NOW + 2).await;
@@ -400,15 +459,17 @@ async fn secrets_manager_fault(fault: Fault) {
     let env = Env::new().await;
     let access = env.mint(NOW).await;
     env.secrets.set(fault.clone());
+    let answered = env.secrets.requests();
     for route in [Route::Token, Route::Customer, Route::Jwks] {
-        let (attempts, calls) = (env.secrets.requests(), env.secrets_calls.get());
+        let before = env.secrets_sdk.snapshot();
         let (response, elapsed) = env.hit(route, &access, NOW + 1).await;
-        let what = format!("Secrets Manager {fault:?}, {route:?}");
+        let what = format!("Secrets Manager {}, {route:?}", fault.label());
         assert_contract_500(route, &response);
-        assert_eq!(env.secrets_calls.get() - calls, 1, "{what}: one operation");
-        let attempts = env.secrets.requests() - attempts;
-        assert_budget(&env.config, &fault, &what, elapsed, 1, attempts);
+        let counts = env.secrets_sdk.since(before);
+        assert_eq!(counts.0, 1, "{what}: one operation");
+        assert_budget(&env.config, &fault, &what, elapsed, counts);
     }
+    assert_answered(&env.secrets, &fault, answered, "Secrets Manager");
     env.secrets.set(Fault::Healthy);
     env.assert_serves(NOW + 2).await;
     env.assert_customer(&access, CODE, NOW + 2).await;
@@ -471,10 +532,10 @@ async fn failed_refresh_keeps_cached_keys(fault: Fault) {
     }
     env.secrets.set(fault.clone());
     let later = NOW + env.config.key_refresh_seconds + 1;
-    let calls = env.secrets_calls.get();
+    let before = env.secrets_sdk.snapshot();
 
     let (response, elapsed) = env.hit(Route::Token, &access, later).await;
-    let what = format!("refresh failing with {fault:?}");
+    let what = format!("key refresh failing: {}", fault.label());
     assert!(
         elapsed < operation_budget(&env.config) * SLACK,
         "{what}: {elapsed:?}"
@@ -489,10 +550,15 @@ async fn failed_refresh_keeps_cached_keys(fault: Fault) {
     );
     env.assert_customer(&fresh, CODE, later).await;
     assert_eq!(env.assert_jwks(later).await, jwks_before, "{what}");
+    let (operations, attempts) = env.secrets_sdk.since(before);
     assert_eq!(
-        env.secrets_calls.get() - calls,
-        2,
-        "{what}: one refresh attempt per cache (token, customer), not one per request"
+        operations, 2,
+        "{what}: one refresh per cache (token, customer), not one per request"
+    );
+    let max_attempts = 2 * env.config.sdk_max_attempts as usize;
+    assert!(
+        (2..=max_attempts).contains(&attempts),
+        "{what}: {attempts} attempts"
     );
 
     env.secrets.set(Fault::Healthy);
@@ -539,46 +605,47 @@ async fn secrets_manager_and_dynamodb_both_slow_end_in_500_within_two_operation_
     env.secrets.set(Fault::Hang);
     env.dynamodb.set(Fault::Hang);
     let later = NOW + env.config.key_refresh_seconds + 1;
-    let counts = |env: &Env| {
+    let snapshot = |env: &Env| (env.secrets_sdk.snapshot(), env.dynamodb_sdk.snapshot());
+    let since = |env: &Env, (secrets, dynamodb)| {
         (
-            env.secrets_calls.get(),
-            env.dynamodb_calls.get(),
-            env.secrets.requests() + env.dynamodb.requests(),
+            env.secrets_sdk.since(secrets),
+            env.dynamodb_sdk.since(dynamodb),
         )
     };
 
-    let (secrets, dynamodb, attempts) = counts(&env);
+    let before = snapshot(&env);
     let (response, elapsed) = env.hit(Route::Customer, &access, later).await;
     assert_contract_500(Route::Customer, &response);
-    assert_eq!(env.secrets_calls.get() - secrets, 1, "one key refresh");
-    assert_eq!(env.dynamodb_calls.get() - dynamodb, 1, "one lookup");
-    let attempts = counts(&env).2 - attempts;
+    let (secrets, dynamodb) = since(&env, before);
+    assert_eq!(
+        (secrets.0, dynamodb.0),
+        (1, 1),
+        "one key refresh, one lookup"
+    );
+    let both = (2, secrets.1 + dynamodb.1);
     assert_budget(
         &env.config,
         &Fault::Hang,
         "both slow, customer",
         elapsed,
-        2,
-        attempts,
+        both,
     );
 
-    let (secrets, dynamodb, attempts) = counts(&env);
+    let before = snapshot(&env);
     let (response, elapsed) = env.hit(Route::Token, &access, later).await;
     assert_contract_500(Route::Token, &response);
-    assert_eq!(env.dynamodb_calls.get() - dynamodb, 1);
+    let (secrets, dynamodb) = since(&env, before);
     assert_eq!(
-        env.secrets_calls.get() - secrets,
-        0,
+        (secrets.0, dynamodb.0),
+        (0, 1),
         "the store answers first: no key work for a request that already failed"
     );
-    let attempts = counts(&env).2 - attempts;
     assert_budget(
         &env.config,
         &Fault::Hang,
         "both slow, token",
         elapsed,
-        1,
-        attempts,
+        dynamodb,
     );
 
     env.secrets.set(Fault::Healthy);
@@ -677,7 +744,11 @@ async fn the_sdk_budget_stays_below_the_lambda_timeout() {
     let timeouts: Vec<u64> = template
         .lines()
         .filter_map(|line| line.trim().strip_prefix("Timeout:"))
-        .map(|v| v.trim().parse().unwrap())
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("a function Timeout must be a number here: {v}"))
+        })
         .collect();
     assert!(timeouts.contains(&global_timeout), "{timeouts:?}");
     let lambda_timeout = Duration::from_secs(*timeouts.iter().min().unwrap());

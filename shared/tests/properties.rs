@@ -110,6 +110,9 @@ impl Api for Panics {
         if request.uri().path() == "/boom" {
             panic!("handler bug");
         }
+        if request.uri().path() == "/slow" {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
         Handled::new(
             shared::error::ApiError::RouteNotFound.response(None),
             "unknown",
@@ -133,4 +136,32 @@ async fn a_panicking_handler_answers_the_contract_500_and_the_instance_keeps_ser
     );
     let next = serve(api, request("GET", "/fine", &[], Body::Empty)).await;
     assert_eq!(next.status(), 404);
+}
+
+#[tokio::test]
+async fn a_request_that_would_outlive_the_lambda_deadline_answers_500_in_time() {
+    use lambda_http::RequestExt;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut context = lambda_http::lambda_runtime::Context::default();
+    context.deadline = now_ms + 1_500;
+    let request = request("GET", "/slow", &[], Body::Empty).with_lambda_context(context);
+    let started = std::time::Instant::now();
+    let response = serve(Arc::new(Panics), request).await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        text(&response),
+        r#"{"error":"An unexpected error occurred."}"#
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(900),
+        "{elapsed:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_millis(1_500),
+        "answered before Lambda's deadline: {elapsed:?}"
+    );
 }

@@ -33,6 +33,25 @@ pub enum Fault {
     Respond(Canned),
 }
 
+impl Fault {
+    /// A short name for assertion messages.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Healthy => "healthy".into(),
+            Self::Unreachable => "unreachable".into(),
+            Self::Hang => "no answer (slower than the SDK timeout)".into(),
+            Self::Respond(canned) => {
+                let kind = canned
+                    .headers
+                    .iter()
+                    .find(|(name, _)| *name == "x-amzn-errortype")
+                    .map_or("malformed data", |(_, value)| value.trim_end_matches(':'));
+                format!("HTTP {} {kind}", canned.status)
+            }
+        }
+    }
+}
+
 /// A canned HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Canned {
