@@ -57,9 +57,12 @@ e2e: $(STAMP) build
 
 test: $(STAMP) lint unit template e2e
 
-# Calls per request (moto), handler time without I/O, binary sizes; then criterion's timings.
+# Release functions behind a local Lambda Runtime API (cold init, round trip, peak RSS, zip
+# sizes; infra/bench/runtime_api.py); calls per request (moto), handler time without I/O,
+# binary sizes; then criterion's timings.
 bench: $(STAMP)
 	cargo build --release -p token -p customer
+	$(PY) infra/bench/runtime_api.py
 	cargo bench -p shared --bench report
 	cargo bench -p shared --bench handlers
 
@@ -68,6 +71,33 @@ bench: $(STAMP)
 release: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AWS_LC_SYS_NO_JITTER_ENTROPY=1 SAM_CLI_TELEMETRY=0 sam build --parameter-overrides Architecture=x86_64
 	ls -l .aws-sam/build/*/bootstrap
+
+# Fuzzing with cargo-fuzz (libFuzzer + ASan) on the stable toolchain: fuzz/ is a crate of its
+# own, outside the workspace. cargo-fuzz passes nightly-only flags (-Zsanitizer=address), which
+# RUSTC_BOOTSTRAP=1 lets stable rustc accept. Each target runs FUZZ_SECONDS over its corpus
+# (fuzz/corpus, not in git) and its seeds (fuzz/seeds); a crash, a panic or a 10 s input fails
+# the target, leaves the input in fuzz/artifacts/TARGET/, and `make fuzz` fails after all ran.
+# Reproduce with: RUSTC_BOOTSTRAP=1 .tools/bin/cargo-fuzz run TARGET fuzz/artifacts/TARGET/FILE
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := .tools/bin/cargo-fuzz
+CARGO_FUZZ_STAMP := .tools/.installed-cargo-fuzz-$(CARGO_FUZZ_VERSION)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := token_request bearer_token jwt_verify
+
+$(CARGO_FUZZ_STAMP):
+	cargo install --locked --root .tools cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+	touch $@
+
+fuzz: $(CARGO_FUZZ_STAMP)
+	RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) build
+	@failed=; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run $$target fuzz/corpus/$$target fuzz/seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			|| failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crash in:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi
 
 clean:
 	cargo clean
