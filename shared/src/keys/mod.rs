@@ -11,23 +11,24 @@
 //! attacker has used up the one forced refresh per minute with made-up `kid`s. Until then
 //! the previous key keeps signing.
 
+mod cache;
+mod source;
+
+pub use cache::KeyCache;
+pub use source::{KeySource, MemoryKeySource, SecretsManagerSource};
+
 use crate::api_key::{hex, random_bytes};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// How long a retired public key stays published: longer than the longest token TTL (12 h)
 /// plus leeway, so every token it signed expires first.
 pub const RETIRED_KEY_RETENTION_SECONDS: u64 = 24 * 3600;
 /// An unknown `kid` triggers at most one refresh per this many seconds.
 pub const UNKNOWN_KID_REFRESH_SECONDS: u64 = 60;
-/// After a failed refresh with keys cached, try again after this many seconds.
-const RETRY_AFTER_FAILURE_SECONDS: u64 = 10;
 
 /// A public key entry (JWK plus bookkeeping).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,207 +230,6 @@ impl KeySet {
     /// The serialised JWKS.
     pub fn jwks_json(&self) -> &str {
         &self.jwks
-    }
-}
-
-/// Where key documents come from (Secrets Manager in production).
-pub trait KeySource: Send + Sync {
-    /// Fetches the current document.
-    fn fetch(&self) -> impl Future<Output = Result<KeyDocument, KeyError>> + Send;
-}
-
-/// A secret in Secrets Manager.
-#[derive(Clone, Debug)]
-pub struct SecretsManagerSource {
-    client: aws_sdk_secretsmanager::Client,
-    secret_id: String,
-}
-
-impl SecretsManagerSource {
-    /// A source over one secret, with a client built once in `main`.
-    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            secret_id: secret_id.into(),
-        }
-    }
-
-    /// Reads the raw secret string.
-    pub async fn read(&self) -> Result<String, KeyError> {
-        let output = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                KeyError::Unavailable(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                )
-            })?;
-        output
-            .secret_string
-            .ok_or_else(|| KeyError::Malformed("secret has no string value".into()))
-    }
-
-    /// Replaces the secret's value (admin CLI).
-    pub async fn write(&self, doc: &KeyDocument) -> Result<(), KeyError> {
-        self.client
-            .put_secret_value()
-            .secret_id(&self.secret_id)
-            .secret_string(doc.to_secret_string())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                KeyError::Unavailable(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                )
-            })
-    }
-}
-
-impl KeySource for SecretsManagerSource {
-    async fn fetch(&self) -> Result<KeyDocument, KeyError> {
-        KeyDocument::parse(&self.read().await?)
-    }
-}
-
-struct CacheState {
-    keys: Option<Arc<KeySet>>,
-    next_refresh: u64,
-    last_forced: Option<u64>,
-}
-
-/// Keys cached per function instance: no Secrets Manager call between refreshes, and a
-/// failed refresh keeps serving the keys it had.
-pub struct KeyCache<S> {
-    source: S,
-    refresh_seconds: u64,
-    state: Mutex<CacheState>,
-}
-
-impl<S: KeySource> KeyCache<S> {
-    /// An empty cache; the first use (or [`KeyCache::load`] in init) fills it.
-    pub fn new(source: S, refresh_seconds: u64) -> Self {
-        Self {
-            source,
-            refresh_seconds,
-            state: Mutex::new(CacheState {
-                keys: None,
-                next_refresh: 0,
-                last_forced: None,
-            }),
-        }
-    }
-
-    async fn refresh(&self, state: &mut CacheState, now: u64) -> Result<Arc<KeySet>, KeyError> {
-        let loaded =
-            async { KeySet::from_document(&self.source.fetch().await?, self.refresh_seconds) }
-                .await;
-        match (loaded, &state.keys) {
-            (Ok(keys), _) => {
-                let keys = Arc::new(keys);
-                state.keys = Some(keys.clone());
-                state.next_refresh = now + self.refresh_seconds;
-                Ok(keys)
-            }
-            (Err(err), Some(cached)) => {
-                tracing::warn!(error = %err, "key refresh failed; keeping cached keys");
-                state.next_refresh = now + self.refresh_seconds.min(RETRY_AFTER_FAILURE_SECONDS);
-                Ok(cached.clone())
-            }
-            (Err(err), None) => Err(err),
-        }
-    }
-
-    /// Loads the keys now (function init).
-    pub async fn load(&self, now: u64) -> Result<(), KeyError> {
-        let mut state = self.state.lock().await;
-        self.refresh(&mut state, now).await.map(|_| ())
-    }
-
-    /// The current keys, refreshed when the interval has passed.
-    pub async fn current(&self, now: u64) -> Result<Arc<KeySet>, KeyError> {
-        let mut state = self.state.lock().await;
-        match &state.keys {
-            Some(keys) if now < state.next_refresh => Ok(keys.clone()),
-            _ => self.refresh(&mut state, now).await,
-        }
-    }
-
-    /// Keys that know `kid` if any refresh allowed now can find it (one forced refresh per
-    /// 60 s, so a token with a random `kid` cannot make us hammer Secrets Manager).
-    pub async fn with_kid(&self, kid: &str, now: u64) -> Result<Option<Arc<KeySet>>, KeyError> {
-        let keys = self.current(now).await?;
-        if keys.verifier(kid).is_some() {
-            return Ok(Some(keys));
-        }
-        let mut state = self.state.lock().await;
-        if state
-            .last_forced
-            .is_some_and(|t| now < t + UNKNOWN_KID_REFRESH_SECONDS)
-        {
-            return Ok(None);
-        }
-        state.last_forced = Some(now);
-        let keys = self.refresh(&mut state, now).await?;
-        Ok(keys.verifier(kid).is_some().then_some(keys))
-    }
-}
-
-/// An in-memory key source for tests: counts fetches and can be made to fail.
-#[derive(Default)]
-pub struct MemoryKeySource {
-    doc: std::sync::Mutex<KeyDocument>,
-    fetches: std::sync::atomic::AtomicUsize,
-    fail: std::sync::atomic::AtomicBool,
-}
-
-impl MemoryKeySource {
-    /// A source serving `doc`.
-    pub fn new(doc: KeyDocument) -> Self {
-        Self {
-            doc: std::sync::Mutex::new(doc),
-            ..Self::default()
-        }
-    }
-
-    /// Replaces the served document.
-    pub fn set(&self, doc: KeyDocument) {
-        if let Ok(mut current) = self.doc.lock() {
-            *current = doc;
-        }
-    }
-
-    /// Fetches so far.
-    pub fn fetches(&self) -> usize {
-        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Makes fetches fail (or succeed again).
-    pub fn set_failing(&self, fail: bool) {
-        self.fail.store(fail, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl KeySource for MemoryKeySource {
-    async fn fetch(&self) -> Result<KeyDocument, KeyError> {
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(KeyError::Unavailable("memory source set to fail".into()));
-        }
-        self.doc
-            .lock()
-            .map(|d| d.clone())
-            .map_err(|_| KeyError::Unavailable("poisoned".into()))
-    }
-}
-
-impl<T: KeySource> KeySource for Arc<T> {
-    fn fetch(&self) -> impl Future<Output = Result<KeyDocument, KeyError>> + Send {
-        self.as_ref().fetch()
     }
 }
 
