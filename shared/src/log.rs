@@ -91,8 +91,25 @@ impl RequestSummary {
     }
 }
 
-/// Installs the `tracing` subscriber for warnings and errors (JSON when
-/// `AWS_LAMBDA_LOG_FORMAT=JSON`, as the template sets).
+/// Installs the `tracing` subscriber for warnings and errors: JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON` (as the template sets), level from `AWS_LAMBDA_LOG_LEVEL` or
+/// `RUST_LOG` (a plain level; default INFO), like the runtime's default subscriber.
 pub fn init() {
-    lambda_http::tracing::init_default_subscriber();
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| LevelFilter::from_str(level.trim()).ok())
+        .unwrap_or(LevelFilter::INFO);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
 }

@@ -4,7 +4,7 @@
 //! Every route answers its contract 500 within the SDK budget, the same API instance serves
 //! the next request once the fault clears (no crash, no poisoned cache), and a failed key
 //! refresh keeps the cached keys. The APIs are the production types over real SDK clients
-//! whose timeouts and retries come from `shared::aws::sdk_config` (with a small
+//! whose timeouts and retries come from `shared::aws::lambda_sdk_config` (with a small
 //! `SDK_TIMEOUT_MS`); only endpoint, region and credentials are set here. Each client talks
 //! to a scripted fault server (`common::fault_server`) that forwards to this binary's moto
 //! server while healthy. Requests go straight to `Api::handle` with an injected clock, so a
@@ -81,7 +81,7 @@ fn operation_budget(config: &Config) -> Duration {
     attempt_timeout(config) * config.sdk_max_attempts
 }
 
-/// Asserts the timeouts and retries `shared::aws::sdk_config` promises for `config`.
+/// Asserts the timeouts and retries `shared::aws::lambda_sdk_config` promises for `config`.
 fn assert_production_budget(
     timeouts: Option<&TimeoutConfig>,
     retries: Option<&RetryConfig>,
@@ -232,7 +232,7 @@ impl Env {
                 created.api_key.expose()
             ));
         }
-        let sdk = shared::aws::sdk_config(&config).await;
+        let sdk = shared::aws::lambda_sdk_config(&config, |_| None);
         let dynamodb = FaultServer::start(&moto::endpoint());
         let secrets = FaultServer::start(&moto::endpoint());
         let (dynamodb_client, dynamodb_sdk) = dynamodb_client(&sdk, &dynamodb.endpoint());
@@ -774,7 +774,7 @@ async fn the_sdk_budget_stays_below_the_lambda_timeout() {
         "the template sets the SDK budget explicitly"
     );
     for config in [Config::default(), deployed] {
-        let sdk = shared::aws::sdk_config(&config).await;
+        let sdk = shared::aws::lambda_sdk_config(&config, |_| None);
         assert_production_budget(sdk.timeout_config(), sdk.retry_config(), &config);
         let timeouts = sdk.timeout_config().unwrap();
         let operation = timeouts.operation_timeout().unwrap();
