@@ -307,6 +307,54 @@ def test_token_follows_customer_and_key_lifecycle(stack, customer):
     h.assert_standard_error(h.get_customer(stack, second, f"/customers/{code}"), 404, h.CUSTOMER_NOT_FOUND)
 
 
+RATE_FIELDS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit", "Retry-After")
+
+
+def assert_forged_token_401(resp, forged):
+    """Exactly the 401 a forged token gets: same status, body and headers (but Date)."""
+    h.assert_bearer_401(resp)
+    strip = lambda headers: {k.lower(): v for k, v in headers.items() if k.lower() != "date"}
+    assert strip(resp.headers) == strip(forged.headers), h.describe(resp)
+    assert not any(name in resp.headers for name in RATE_FIELDS), h.describe(resp)
+
+
+def test_revoked_token_sent_1000_times_spends_nothing_and_never_gets_429(stack, customer):
+    code = customer.code
+    h.set_limits(stack, code, api_per_minute=3)
+    old = h.access_token(stack, code, customer.api_key)
+    rotated = h.admin_ok(stack, "keys", "rotate", "--code", code)
+    fresh = h.access_token(stack, code, rotated["api_key"])
+    forged = h.get_customer(stack, old[:-2] + ("AA" if not old.endswith("AA") else "BB"))
+    h.admin_ok(stack, "keys", "revoke", "--code", code, "--key-id", customer.key_id)
+    h.ensure_window_room(seconds=30)
+    window = int(time.time() // 60)
+    before = h.get_customer(stack, fresh)
+    assert before.status_code == 200 and before.headers["X-RateLimit-Remaining"] == "2", h.describe(before)
+    for _ in range(1000):
+        assert_forged_token_401(h.get_customer(stack, old), forged)
+    after = h.get_customer(stack, fresh)
+    assert after.status_code == 200, h.describe(after)
+    same_window = int(time.time() // 60) == window
+    assert after.headers["X-RateLimit-Remaining"] == ("1" if same_window else "2"), h.describe(after)
+
+
+def test_suspended_customer_token_counts_nothing(stack, customer):
+    code = customer.code
+    h.set_limits(stack, code, api_per_minute=2)
+    tok = h.access_token(stack, code, customer.api_key)
+    forged = h.get_customer(stack, tok + "A")
+    h.ensure_window_room(seconds=15)
+    window = int(time.time() // 60)
+    assert h.get_customer(stack, tok).headers["X-RateLimit-Remaining"] == "1"
+    h.admin_ok(stack, "customers", "suspend", "--code", code)
+    for _ in range(5):
+        assert_forged_token_401(h.get_customer(stack, tok), forged)
+    h.admin_ok(stack, "customers", "reactivate", "--code", code)
+    after = h.get_customer(stack, tok)
+    assert after.status_code == 200, h.describe(after)
+    assert after.headers["X-RateLimit-Remaining"] == ("0" if int(time.time() // 60) == window else "1")
+
+
 def test_revoking_the_only_key_revokes_its_tokens(stack, customer):
     tok = h.access_token(stack, customer.code, customer.api_key)
     h.admin_ok(stack, "keys", "revoke", "--code", customer.code, "--key-id", customer.key_id)

@@ -1,8 +1,8 @@
 //! `POST /auth/token`: input is `content-type \n authorization \n body` (a missing line is an
 //! absent header). `token_request::parse` must not panic on any bytes, and the whole
 //! `TokenApi::handle` must answer inside the contract. The fixture's credentials are
-//! `ACME-1` / `kiss_sk_fuzz`, so inputs can also reach authentication, scopes, signing and,
-//! by repeating an accepted request (limit 1), the 429.
+//! `ACME-1` / `customer_api_fuzz::SECRET` (a well-formed key), so inputs can also reach
+//! authentication, scopes, signing and, by repeating an accepted request (limit 1), the 429.
 #![no_main]
 
 use customer_api_fuzz::{assert_contract, call, fixture, split_token_input};

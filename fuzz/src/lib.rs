@@ -24,10 +24,9 @@ use std::sync::{Arc, OnceLock};
 pub const NOW: u64 = 1_800_000_000;
 /// The one customer.
 pub const CODE: &str = "ACME-1";
-/// Its API key: fixed, so seeds (and found inputs) can authenticate in any run.
-pub const SECRET: &str = "kiss_sk_fuzz";
-/// Id of that key, carried in tokens.
-pub const KEY_ID: &str = "key_fuzz";
+/// Its API key: fixed (and well-formed, checksum included), so seeds and found inputs can
+/// authenticate in any run.
+pub const SECRET: &str = "kiss_sk_fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzth-A6w";
 /// In `bearer_token` and `jwt_verify` inputs, replaced by a valid access token of this run.
 pub const TOKEN_PLACEHOLDER: &[u8] = b"$T";
 
@@ -76,10 +75,11 @@ fn build_fixture() -> Fixture {
         .expect("valid profile")
         .expect("random source")
         .customer;
+    let key = ApiKey::presented(SECRET);
     customer.keys = BTreeMap::from([(
-        ApiKey::presented(SECRET).hash_hex(),
+        key.key_id(),
         StoredKey {
-            id: KEY_ID.into(),
+            hash: key.hash_hex(),
             created_at: NOW - 100,
             expires_at: None,
         },

@@ -1,7 +1,7 @@
 //! Operator rules used by the admin CLI: new customers, API key rotation and revocation,
 //! signing-key rotation, duration parsing. Plain functions over the domain types.
 
-use crate::api_key::{ApiKey, RandomError, new_key_id};
+use crate::api_key::{ApiKey, RandomError};
 use crate::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
 use crate::rate_limit::Counter;
 use std::collections::BTreeMap;
@@ -82,11 +82,11 @@ pub fn new_customer(
     }
     Ok((|| {
         let api_key = ApiKey::generate()?;
-        let key_id = new_key_id()?;
+        let key_id = api_key.key_id();
         let keys = BTreeMap::from([(
-            api_key.hash_hex(),
+            key_id.clone(),
             StoredKey {
-                id: key_id.clone(),
+                hash: api_key.hash_hex(),
                 created_at: now,
                 expires_at: None,
             },
@@ -142,7 +142,7 @@ pub fn rotate_keys(
     grace: u64,
 ) -> Result<(ApiKey, String, BTreeMap<String, StoredKey>), RandomError> {
     let api_key = ApiKey::generate()?;
-    let key_id = new_key_id()?;
+    let key_id = api_key.key_id();
     let mut next = BTreeMap::new();
     let newest_old = keys
         .iter()
@@ -150,11 +150,11 @@ pub fn rotate_keys(
         // The current primary key (no expiry) wins over one already in its grace period,
         // even when both were created in the same second.
         .max_by_key(|(_, k)| (k.expires_at.is_none(), k.created_at));
-    if let Some((hash, old)) = newest_old {
+    if let Some((id, old)) = newest_old {
         let end = (now + grace).min(old.expires_at.unwrap_or(u64::MAX));
         if end > now {
             next.insert(
-                hash.clone(),
+                id.clone(),
                 StoredKey {
                     expires_at: Some(end),
                     ..old.clone()
@@ -163,9 +163,9 @@ pub fn rotate_keys(
         }
     }
     next.insert(
-        api_key.hash_hex(),
+        key_id.clone(),
         StoredKey {
-            id: key_id.clone(),
+            hash: api_key.hash_hex(),
             created_at: now,
             expires_at: None,
         },
@@ -178,14 +178,12 @@ pub fn revoke_key(
     keys: &BTreeMap<String, StoredKey>,
     key_id: &str,
 ) -> Result<BTreeMap<String, StoredKey>, InputError> {
-    if !keys.values().any(|k| k.id == key_id) {
+    if !keys.contains_key(key_id) {
         return Err(InputError::UnknownKey(key_id.to_owned()));
     }
-    Ok(keys
-        .iter()
-        .filter(|(_, k)| k.id != key_id)
-        .map(|(h, k)| (h.clone(), k.clone()))
-        .collect())
+    let mut next = keys.clone();
+    next.remove(key_id);
+    Ok(next)
 }
 
 /// The operator's view of a customer: profile, scopes, key ids and limits; never hashes.
@@ -193,10 +191,10 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
     let mut view = customer.public_json();
     let keys: Vec<_> = customer
         .keys
-        .values()
-        .map(|k| {
+        .iter()
+        .map(|(id, k)| {
             serde_json::json!({
-                "key_id": k.id,
+                "key_id": id,
                 "created_at": rfc3339(k.created_at),
                 "expires_at": k.expires_at.map(rfc3339),
             })
@@ -261,21 +259,18 @@ mod tests {
     #[test]
     fn rotation_keeps_at_most_two_valid_keys() -> Result<(), RandomError> {
         let mut keys = BTreeMap::new();
-        for (i, hash) in ["a", "b"].iter().enumerate() {
+        for (i, id) in ["a", "b"].iter().enumerate() {
             let key = StoredKey {
-                id: format!("k{i}"),
+                hash: format!("h{i}"),
                 created_at: 100 + i as u64,
                 expires_at: None,
             };
-            keys.insert((*hash).to_owned(), key);
+            keys.insert((*id).to_owned(), key);
         }
         let (_, new_id, next) = rotate_keys(&keys, 1000, 60)?;
         assert_eq!(next.len(), 2);
         assert_eq!(next.get("b").and_then(|k| k.expires_at), Some(1060));
-        assert!(
-            next.values()
-                .any(|k| k.id == new_id && k.expires_at.is_none())
-        );
+        assert!(next.get(&new_id).is_some_and(|k| k.expires_at.is_none()));
         let (_, _, immediate) = rotate_keys(&next, 2000, 0)?;
         assert_eq!(immediate.len(), 1);
         Ok(())
@@ -284,9 +279,9 @@ mod tests {
     #[test]
     fn revocation_needs_a_known_key() {
         let keys = BTreeMap::from([(
-            "h".to_owned(),
+            "k1".to_owned(),
             StoredKey {
-                id: "k1".into(),
+                hash: "h".into(),
                 created_at: 1,
                 expires_at: None,
             },

@@ -12,6 +12,8 @@ use std::fmt;
 pub const PREFIX: &str = "kiss_sk_";
 const BODY_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
+/// Domain separation of key ids from the stored hash.
+const KEY_ID_DOMAIN: &str = "kiss-key-id:";
 
 /// A full API key. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,17 +86,18 @@ impl ApiKey {
         hex(&sha256(self.0.as_bytes()))
     }
 
+    /// The key's public id (`key_` + 16 hex characters), derived from the key under a
+    /// domain-separated hash so the token route can address the key's entry in the item
+    /// (one conditional write) while the id reveals nothing of the key or its stored hash.
+    pub fn key_id(&self) -> String {
+        let digest = sha256(format!("{KEY_ID_DOMAIN}{}", self.0).as_bytes());
+        format!("key_{}", hex(&digest[..8]))
+    }
+
     /// The secret, for printing once at creation.
     pub fn expose(&self) -> &str {
         &self.0
     }
-}
-
-/// A new public key identifier (`key_` + 16 hex characters).
-pub fn new_key_id() -> Result<String, RandomError> {
-    let mut id = [0u8; 8];
-    random_bytes(&mut id)?;
-    Ok(format!("key_{}", hex(&id)))
 }
 
 #[cfg(test)]
@@ -119,6 +122,18 @@ mod tests {
         let flipped = if raw.as_bytes()[10] == b'A' { "B" } else { "A" };
         raw.replace_range(10..11, flipped);
         assert!(!ApiKey::presented(&raw).is_well_formed());
+        Ok(())
+    }
+
+    #[test]
+    fn key_ids_are_stable_and_not_part_of_the_hash() -> Result<(), RandomError> {
+        let key = ApiKey::generate()?;
+        let id = key.key_id();
+        assert_eq!(id, ApiKey::presented(key.expose()).key_id());
+        assert_eq!(id.len(), 4 + 16);
+        assert!(id.starts_with("key_"));
+        assert!(!key.hash_hex().contains(&id[4..]));
+        assert_ne!(id, ApiKey::generate()?.key_id());
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use crate::http::{Headers, json_response, with_rate_limit};
 use crate::jwt::{self, TokenSettings, VerifyError};
 use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
-use crate::model::{CustomerCode, CustomerStatus, DEFAULT_SCOPE};
+use crate::model::{Credential, CustomerCode, DEFAULT_SCOPE};
 use crate::store::dynamo::DynamoStore;
 use crate::store::{CustomerStore, Lookup};
 use lambda_http::{Body, Request, Response};
@@ -79,8 +79,20 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
         let Some(code) = CustomerCode::parse(&claims.sub) else {
             return fail(ApiError::InvalidToken, Outcome::InvalidToken);
         };
-        let (customer, rate) = match self.store.lookup(&code, now, self.api_limit).await {
+        // The write re-checks the customer's status and the token's key: a revoked key's or a
+        // suspended customer's token is refused without being counted.
+        let credential = Credential::Token {
+            key_id: &claims.key_id,
+        };
+        let lookup = self
+            .store
+            .lookup(&code, credential, now, self.api_limit)
+            .await;
+        let (customer, rate) = match lookup {
             Ok(Lookup::Found { customer, rate }) => (customer, rate),
+            Ok(Lookup::Denied) => {
+                return fail(ApiError::InvalidToken, Outcome::InvalidToken).customer(code.as_str());
+            }
             Ok(Lookup::NotFound) => {
                 return fail(ApiError::CustomerNotFound, Outcome::NotFound).customer(code.as_str());
             }
@@ -97,19 +109,14 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
                 return fail(ApiError::Internal, Outcome::ServerError).customer(code.as_str());
             }
         };
-        let (error, outcome) = if customer.status != CustomerStatus::Active
-            || !customer.has_valid_key_id(&claims.key_id, now)
-        {
-            (ApiError::InvalidToken, Outcome::InvalidToken)
-        } else if wanted.is_some_and(|w| w != code.as_str()) {
-            (ApiError::CustomerNotFound, Outcome::NotFound)
-        } else {
-            let mut headers = Headers::standard();
-            with_rate_limit(&mut headers, Some(&rate), false);
-            let response = json_response(200, &customer.public_json(), headers);
-            return Handled::new(response, route, Outcome::Found).customer(code.as_str());
-        };
-        Handled::new(error.response(Some(&rate)), route, outcome).customer(code.as_str())
+        if wanted.is_some_and(|w| w != code.as_str()) {
+            let response = ApiError::CustomerNotFound.response(Some(&rate));
+            return Handled::new(response, route, Outcome::NotFound).customer(code.as_str());
+        }
+        let mut headers = Headers::standard();
+        with_rate_limit(&mut headers, Some(&rate), false);
+        let response = json_response(200, &customer.public_json(), headers);
+        Handled::new(response, route, Outcome::Found).customer(code.as_str())
     }
 }
 

@@ -267,7 +267,13 @@ mod tests {
 
     #[test]
     fn rate_limited_responses_carry_retry_after() {
-        let rate = RateInfo::new(crate::rate_limit::Bucket::Token, 20, 20, 1_800_000_050);
+        let rate = RateInfo::new(
+            crate::rate_limit::Bucket::Token,
+            20,
+            20,
+            crate::rate_limit::window_start(1_800_000_050),
+            1_800_000_050,
+        );
         let (status, headers, body) = parts(&OAuthError::TooManyRequests.response(Some(&rate)));
         assert_eq!(status, 429);
         assert_eq!(

@@ -55,11 +55,12 @@ impl CustomerStatus {
     }
 }
 
-/// One API key of a customer, as stored: never the key itself, only its hash.
+/// One API key of a customer, as stored under its public id: never the key itself, only
+/// its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
-    /// Public identifier of the key (`key_…`), carried in tokens.
-    pub id: String,
+    /// Hex SHA-256 of the full API key.
+    pub hash: String,
     /// Unix seconds of creation.
     pub created_at: u64,
     /// Unix seconds after which the key no longer authenticates (rotation grace).
@@ -70,6 +71,26 @@ impl StoredKey {
     /// Whether the key authenticates at `now`.
     pub fn is_valid_at(&self, now: u64) -> bool {
         self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// What a request presents for a customer: an API key (token route) or an access token
+/// that names the key which authenticated it (lookup routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A presented API key: its public id (derived from the key) and its hash.
+    ApiKey { id: &'a str, hash: &'a str },
+    /// A verified access token's `key_id`.
+    Token { key_id: &'a str },
+}
+
+impl Credential<'_> {
+    /// The id of the key this credential names.
+    pub fn key_id(&self) -> &str {
+        match self {
+            Self::ApiKey { id, .. } => id,
+            Self::Token { key_id } => key_id,
+        }
     }
 }
 
@@ -84,7 +105,7 @@ pub struct Customer {
     /// RFC 3339 UTC.
     pub created_at: String,
     pub scopes: Vec<String>,
-    /// Key hash (hex SHA-256 of the full API key) → key metadata.
+    /// Key id (`key_…`, carried in tokens) → key metadata.
     pub keys: BTreeMap<String, StoredKey>,
     pub token_limit: Option<u64>,
     pub api_limit: Option<u64>,
@@ -105,17 +126,18 @@ impl Customer {
         })
     }
 
-    /// Whether the key with this id exists and is valid at `now`.
-    pub fn has_valid_key_id(&self, key_id: &str, now: u64) -> bool {
-        self.keys
-            .values()
-            .any(|k| k.id == key_id && k.is_valid_at(now))
-    }
-
-    /// Whether `hash` names a key valid at `now` and the customer is active.
-    pub fn accepts_key_hash(&self, hash: &str, now: u64) -> bool {
+    /// Whether the customer is active and `credential` names one of its keys valid at `now`:
+    /// the same rule the store's conditional writes express.
+    pub fn accepts(&self, credential: &Credential<'_>, now: u64) -> bool {
+        let key = self.keys.get(credential.key_id());
         self.status == CustomerStatus::Active
-            && self.keys.get(hash).is_some_and(|k| k.is_valid_at(now))
+            && key.is_some_and(|k| {
+                k.is_valid_at(now)
+                    && match credential {
+                        Credential::ApiKey { hash, .. } => k.hash == *hash,
+                        Credential::Token { .. } => true,
+                    }
+            })
     }
 
     /// The limit of a bucket: the per-customer override or the default.

@@ -45,28 +45,38 @@ pub struct Counter {
 /// What a counter allows for one more request at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Same window, below the limit: count it.
+    /// The stored window is the current one, or a newer one that another instance (its clock
+    /// a little ahead) already opened, and it is below the limit: count it there.
     Count,
     /// The stored window is over: start a new one with this request.
     NewWindow,
-    /// Same window, limit reached: reject without writing.
+    /// The stored window (current or newer) is at the limit: reject without writing.
     Reject,
 }
 
 /// The decision every store applies (DynamoDB expresses the same in its conditions).
+///
+/// A request whose clock is still in window W while the item already counts in W+1 is
+/// counted in W+1: refusing it would be a 429 for a customer under its limit.
 pub fn admit(counter: Counter, limit: u64, now: u64) -> Admission {
     let current = window_start(now);
-    if counter.window == current {
+    if counter.window >= current {
         if counter.count < limit {
             Admission::Count
         } else {
             Admission::Reject
         }
-    } else if counter.window < current && limit > 0 {
+    } else if limit > 0 {
         Admission::NewWindow
     } else {
         Admission::Reject
     }
+}
+
+/// The window a request is counted in (or refused in): the stored one when it is current or
+/// newer, else the one that contains `now`.
+pub fn counted_window(counter: Counter, now: u64) -> u64 {
+    counter.window.max(window_start(now))
 }
 
 /// The state of a bucket after a request reached the limiter.
@@ -79,13 +89,17 @@ pub struct RateInfo {
 }
 
 impl RateInfo {
-    /// Rate state after the request was counted (`count` includes it) or rejected.
-    pub fn new(bucket: Bucket, limit: u64, count: u64, now: u64) -> Self {
+    /// Rate state after the request was counted in `window` (`count` includes it) or
+    /// rejected there; `reset` is the time until that window ends, at least 1 s.
+    pub fn new(bucket: Bucket, limit: u64, count: u64, window: u64, now: u64) -> Self {
         Self {
             bucket,
             limit,
             remaining: limit.saturating_sub(count),
-            reset: seconds_to_reset(now),
+            reset: window
+                .saturating_add(WINDOW_SECONDS)
+                .saturating_sub(now)
+                .max(1),
         }
     }
 
@@ -166,8 +180,23 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_stored_window_counts_the_request_there() {
+        let now = 1_000_020;
+        let next = window_start(now) + WINDOW_SECONDS;
+        let newer = |count| Counter {
+            window: next,
+            count,
+        };
+        assert_eq!(admit(newer(1), 2, now), Admission::Count);
+        assert_eq!(admit(newer(2), 2, now), Admission::Reject);
+        assert_eq!(counted_window(newer(1), now), next);
+        let info = RateInfo::new(Bucket::Api, 2, 2, next, now);
+        assert_eq!(info.reset, next + WINDOW_SECONDS - now);
+    }
+
+    #[test]
     fn headers_of_a_rejected_request() {
-        let info = RateInfo::new(Bucket::Api, 120, 120, 1_000_057);
+        let info = RateInfo::new(Bucket::Api, 120, 120, window_start(1_000_057), 1_000_057);
         let headers = info.headers(true);
         let get = |n: &str| {
             headers

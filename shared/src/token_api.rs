@@ -8,7 +8,7 @@ use crate::http::{Headers, build, json_response, with_rate_limit};
 use crate::jwt::{self, TokenSettings};
 use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
-use crate::model::{CustomerCode, DEFAULT_SCOPE};
+use crate::model::{Credential, CustomerCode, DEFAULT_SCOPE};
 use crate::store::dynamo::DynamoStore;
 use crate::store::{CustomerStore, TokenAuth};
 use crate::token_request::{self, AuthMethod, RawTokenRequest};
@@ -106,17 +106,25 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         let Some(code) = CustomerCode::parse(&parsed.client_id) else {
             return oauth_failure(invalid_client, None, Outcome::InvalidClient);
         };
-        let hash = parsed.client_secret.hash_hex();
+        // Our keys carry a checksum: one that fails it was never issued, so it is refused
+        // before any I/O, with the same bytes as a wrong key.
+        if !parsed.client_secret.is_well_formed() {
+            return oauth_failure(invalid_client, None, Outcome::InvalidClient);
+        }
+        let (key_id, hash) = (
+            parsed.client_secret.key_id(),
+            parsed.client_secret.hash_hex(),
+        );
+        let credential = Credential::ApiKey {
+            id: &key_id,
+            hash: &hash,
+        };
         let auth = self
             .store
-            .authorize_token(&code, &hash, now, self.token_limit)
+            .authorize_token(&code, credential, now, self.token_limit)
             .await;
-        let (customer, key_id, rate) = match auth {
-            Ok(TokenAuth::Granted {
-                customer,
-                key_id,
-                rate,
-            }) => (customer, key_id, rate),
+        let (customer, rate) = match auth {
+            Ok(TokenAuth::Granted { customer, rate }) => (customer, rate),
             Ok(TokenAuth::InvalidClient) => {
                 return oauth_failure(invalid_client, None, Outcome::InvalidClient);
             }

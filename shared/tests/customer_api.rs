@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use lambda_http::Body;
+use shared::admin;
 use shared::model::CustomerStatus;
 
 async fn lookup(f: &Fixture, path: &str, token: &str, now: u64) -> lambda_http::Response<Body> {
@@ -272,6 +273,68 @@ async fn suspended_customer_and_revoked_key_are_bearer_401_deleted_is_404() {
     let response = lookup(&f, "/customer", &token, NOW).await;
     assert_eq!(response.status(), 404);
     assert_eq!(text(&response), r#"{"error":"Customer not found."}"#);
+}
+
+#[tokio::test]
+async fn revoked_key_and_suspended_customer_tokens_are_forged_401s_and_count_nothing() {
+    let f = Fixture::new();
+    let mut customer = f.store.get(&f.code()).unwrap();
+    customer.api_limit = Some(3);
+    let (second, _, keys) = admin::rotate_keys(&customer.keys, NOW, 3600).unwrap();
+    customer.keys = keys;
+    f.store.put(customer.clone());
+    let old = f.access_token(NOW).await;
+    let form = format!(
+        "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+        second.expose()
+    );
+    let issued = call(&f.token, post_form(&form), NOW).await;
+    let fresh = json(&issued)["access_token"].as_str().unwrap().to_owned();
+    let mut forged = old.clone();
+    forged.push('A');
+    let reference = lookup(&f, "/customer", &forged, NOW).await;
+    assert_bearer_401(&reference);
+    let first = lookup(&f, "/customer", &fresh, NOW).await;
+    assert_eq!(
+        header(&first, "x-ratelimit-remaining").as_deref(),
+        Some("2")
+    );
+
+    customer = f.store.get(&f.code()).unwrap();
+    customer.keys.remove(&f.key_id);
+    f.store.put(customer.clone());
+    let calls = f.store.calls();
+    for _ in 0..1000 {
+        let response = lookup(&f, "/customer", &old, NOW + 1).await;
+        assert_bearer_401(&response);
+        assert_eq!(
+            response.headers(),
+            reference.headers(),
+            "no rate-limit fields"
+        );
+    }
+    assert_eq!(f.store.calls() - calls, 1000, "still one store call each");
+    let after = lookup(&f, "/customer", &fresh, NOW + 2).await;
+    assert_eq!(after.status(), 200);
+    assert_eq!(
+        header(&after, "x-ratelimit-remaining").as_deref(),
+        Some("1"),
+        "the revoked token counted nothing"
+    );
+
+    customer = f.store.get(&f.code()).unwrap();
+    customer.status = CustomerStatus::Suspended;
+    f.store.put(customer.clone());
+    for _ in 0..10 {
+        let response = lookup(&f, "/customers/ACME-1", &fresh, NOW + 3).await;
+        assert_eq!(response.headers(), reference.headers());
+        assert_eq!(text(&response), "");
+    }
+    customer.status = CustomerStatus::Active;
+    f.store.put(customer);
+    let back = lookup(&f, "/customer", &fresh, NOW + 4).await;
+    assert_eq!(header(&back, "x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(lookup(&f, "/customer", &fresh, NOW + 4).await.status(), 429);
 }
 
 #[tokio::test]

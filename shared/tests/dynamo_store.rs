@@ -8,7 +8,7 @@ use common::moto;
 use common::{CODE, NOW};
 use shared::admin;
 use shared::keys::{KeyCache, KeyDocument, SecretsManagerSource};
-use shared::model::{CustomerCode, CustomerStatus};
+use shared::model::{Credential, CustomerCode, CustomerStatus};
 use shared::rate_limit::window_start;
 use shared::store::dynamo::DynamoStore;
 use shared::store::{CustomerStore, Lookup, StoreError, TokenAuth};
@@ -20,6 +20,23 @@ struct Setup {
     hash: String,
     key_id: String,
     code: CustomerCode,
+}
+
+impl Setup {
+    /// The customer's API key as the token route presents it.
+    fn key(&self) -> Credential<'_> {
+        Credential::ApiKey {
+            id: &self.key_id,
+            hash: &self.hash,
+        }
+    }
+
+    /// A token of the customer's key as the lookup routes present it.
+    fn token(&self) -> Credential<'_> {
+        Credential::Token {
+            key_id: &self.key_id,
+        }
+    }
 }
 
 async fn setup() -> Setup {
@@ -45,7 +62,10 @@ async fn admin_operations_round_trip_and_refuse_bad_targets() {
     let stored = s.store.get(&s.code).await.unwrap().unwrap();
     assert_eq!(stored.name, "Acme");
     assert_eq!(stored.status, CustomerStatus::Active);
-    assert!(stored.keys.contains_key(&s.hash));
+    assert_eq!(
+        stored.keys.get(&s.key_id).map(|k| k.hash.as_str()),
+        Some(s.hash.as_str())
+    );
     let again = admin::new_customer(CODE, "Other", "x@y.example", "standard", &[], NOW)
         .unwrap()
         .unwrap();
@@ -93,7 +113,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
     let before = s.calls.get();
     let first = s
         .store
-        .authorize_token(&s.code, &s.hash, now, 20)
+        .authorize_token(&s.code, s.key(), now, 20)
         .await
         .unwrap();
     assert_eq!(
@@ -101,29 +121,31 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
         2,
         "first request of a window: count refused, then reset"
     );
-    let TokenAuth::Granted { key_id, rate, .. } = first else {
+    let TokenAuth::Granted { rate, .. } = first else {
         panic!("{first:?}")
     };
-    assert_eq!(
-        (key_id, rate.remaining, rate.reset),
-        (s.key_id.clone(), 19, 55)
-    );
+    assert_eq!((rate.remaining, rate.reset), (19, 55));
     let before = s.calls.get();
     let second = s
         .store
-        .authorize_token(&s.code, &s.hash, now + 1, 20)
+        .authorize_token(&s.code, s.key(), now + 1, 20)
         .await
         .unwrap();
     assert!(matches!(second, TokenAuth::Granted { ref rate, .. } if rate.remaining == 18));
     assert_eq!(s.calls.get() - before, 1, "steady state: one UpdateItem");
-    for (code, hash) in [
-        (s.code.clone(), "f".repeat(64)),
-        (CustomerCode::parse("NOBODY").unwrap(), s.hash.clone()),
+    let wrong = "f".repeat(64);
+    let wrong_key = Credential::ApiKey {
+        id: &s.key_id,
+        hash: &wrong,
+    };
+    for (code, key) in [
+        (s.code.clone(), wrong_key),
+        (CustomerCode::parse("NOBODY").unwrap(), s.key()),
     ] {
         let before = s.calls.get();
         let outcome = s
             .store
-            .authorize_token(&code, &hash, now + 2, 20)
+            .authorize_token(&code, key, now + 2, 20)
             .await
             .unwrap();
         assert!(matches!(outcome, TokenAuth::InvalidClient));
@@ -139,7 +161,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
         .unwrap();
     let suspended = s
         .store
-        .authorize_token(&s.code, &s.hash, now + 3, 20)
+        .authorize_token(&s.code, s.key(), now + 3, 20)
         .await
         .unwrap();
     assert!(matches!(suspended, TokenAuth::InvalidClient));
@@ -150,13 +172,18 @@ async fn wrong_credentials_x100_leave_the_quota_untouched() {
     let s = setup().await;
     let now = window_start(NOW) + 1;
     s.store
-        .authorize_token(&s.code, &s.hash, now, 20)
+        .authorize_token(&s.code, s.key(), now, 20)
         .await
         .unwrap();
+    let wrong = "0".repeat(64);
     for _ in 0..100 {
+        let wrong_key = Credential::ApiKey {
+            id: &s.key_id,
+            hash: &wrong,
+        };
         let outcome = s
             .store
-            .authorize_token(&s.code, &"0".repeat(64), now, 20)
+            .authorize_token(&s.code, wrong_key, now, 20)
             .await
             .unwrap();
         assert!(matches!(outcome, TokenAuth::InvalidClient));
@@ -181,7 +208,7 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     for _ in 0..2 {
         assert!(matches!(
             s.store
-                .authorize_token(&s.code, &s.hash, now, 20)
+                .authorize_token(&s.code, s.key(), now, 20)
                 .await
                 .unwrap(),
             TokenAuth::Granted { .. }
@@ -190,7 +217,7 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     let before = s.calls.get();
     let limited = s
         .store
-        .authorize_token(&s.code, &s.hash, now, 20)
+        .authorize_token(&s.code, s.key(), now, 20)
         .await
         .unwrap();
     assert!(matches!(limited, TokenAuth::Limited(ref r) if r.limit == 2 && r.remaining == 0));
@@ -208,17 +235,17 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     s.store.set_limits(&s.code, Some(3), None).await.unwrap();
     assert!(matches!(
         s.store
-            .authorize_token(&s.code, &s.hash, now, 20)
+            .authorize_token(&s.code, s.key(), now, 20)
             .await
             .unwrap(),
         TokenAuth::Granted { .. }
     ));
     assert!(matches!(
-        s.store.lookup(&s.code, now, 120).await.unwrap(),
+        s.store.lookup(&s.code, s.token(), now, 120).await.unwrap(),
         Lookup::Found { .. }
     ));
     assert!(matches!(
-        s.store.lookup(&s.code, now, 120).await.unwrap(),
+        s.store.lookup(&s.code, s.token(), now, 120).await.unwrap(),
         Lookup::Limited(_)
     ));
 }
@@ -227,13 +254,13 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
 async fn lookup_is_one_call_and_tells_missing_from_limited() {
     let s = setup().await;
     let now = window_start(NOW) + 1;
-    s.store.lookup(&s.code, now, 120).await.unwrap();
+    s.store.lookup(&s.code, s.token(), now, 120).await.unwrap();
     let before = s.calls.get();
-    let found = s.store.lookup(&s.code, now, 120).await.unwrap();
+    let found = s.store.lookup(&s.code, s.token(), now, 120).await.unwrap();
     assert!(matches!(found, Lookup::Found { ref rate, .. } if rate.remaining == 118));
     let missing = s
         .store
-        .lookup(&CustomerCode::parse("NOBODY").unwrap(), now, 120)
+        .lookup(&CustomerCode::parse("NOBODY").unwrap(), s.token(), now, 120)
         .await
         .unwrap();
     assert!(matches!(missing, Lookup::NotFound));
@@ -243,8 +270,19 @@ async fn lookup_is_one_call_and_tells_missing_from_limited() {
 async fn concurrent_tokens(store: &Arc<DynamoStore>, s: &Setup, n: usize, now: u64) -> usize {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let (store, code, hash) = (store.clone(), s.code.clone(), s.hash.clone());
-        tasks.spawn(async move { store.authorize_token(&code, &hash, now, 20).await.unwrap() });
+        let (store, code, hash, id) = (
+            store.clone(),
+            s.code.clone(),
+            s.hash.clone(),
+            s.key_id.clone(),
+        );
+        tasks.spawn(async move {
+            let key = Credential::ApiKey {
+                id: &id,
+                hash: &hash,
+            };
+            store.authorize_token(&code, key, now, 20).await.unwrap()
+        });
     }
     let mut granted = 0;
     while let Some(outcome) = tasks.join_next().await {
@@ -287,8 +325,11 @@ async fn two_hundred_parallel_lookups_admit_exactly_one_hundred_twenty() {
     let now = window_start(NOW) + 3;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..200 {
-        let (store, code) = (store.clone(), s.code.clone());
-        tasks.spawn(async move { store.lookup(&code, now, 120).await.unwrap() });
+        let (store, code, id) = (store.clone(), s.code.clone(), s.key_id.clone());
+        tasks.spawn(async move {
+            let token = Credential::Token { key_id: &id };
+            store.lookup(&code, token, now, 120).await.unwrap()
+        });
     }
     let mut found = 0;
     while let Some(outcome) = tasks.join_next().await {
@@ -320,7 +361,9 @@ async fn malformed_items_are_errors_not_guesses() {
     let store = DynamoStore::new(client, table);
     let code = CustomerCode::parse("BROKEN").unwrap();
     assert!(matches!(
-        store.lookup(&code, NOW, 120).await,
+        store
+            .lookup(&code, Credential::Token { key_id: "key_x" }, NOW, 120)
+            .await,
         Err(StoreError::Malformed(_))
     ));
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use lambda_http::Body;
+use shared::api_key::ApiKey;
 use shared::error::text;
 use shared::model::CustomerStatus;
 
@@ -156,8 +157,10 @@ async fn basic_and_body_credentials_together_are_invalid_request() {
 #[tokio::test]
 async fn unknown_customer_wrong_key_suspended_and_revoked_are_the_same_invalid_client() {
     let f = Fixture::new();
-    let wrong_key =
-        format!("grant_type=client_credentials&client_id={CODE}&client_secret=kiss_sk_wrong");
+    let wrong_key = format!(
+        "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+        ApiKey::generate().unwrap().expose()
+    );
     let unknown = format!(
         "grant_type=client_credentials&client_id=NOBODY&client_secret={}",
         f.api_key.expose()
@@ -203,6 +206,60 @@ async fn unknown_customer_wrong_key_suspended_and_revoked_are_the_same_invalid_c
         4,
         "every credential check costs the same one store call"
     );
+}
+
+#[tokio::test]
+async fn malformed_or_checksum_failing_keys_are_invalid_client_without_any_store_call() {
+    let f = Fixture::new();
+    let real = f.api_key.expose();
+    let mut flipped = real.to_owned();
+    let last = if real.ends_with('A') { "B" } else { "A" };
+    flipped.replace_range(real.len() - 1.., last);
+    let wrong_key = ApiKey::generate().unwrap();
+    let reference = call(
+        &f.token,
+        post_form(&format!(
+            "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+            wrong_key.expose()
+        )),
+        NOW,
+    )
+    .await;
+    assert_eq!(f.store.calls(), 1, "a well-formed wrong key costs one call");
+    for secret in [
+        "kiss_sk_wrong".to_owned(),
+        flipped,
+        real.replace("kiss_sk_", "kiss_pk_"),
+        format!("{real}x"),
+    ] {
+        let body = format!("grant_type=client_credentials&client_id={CODE}&client_secret={secret}");
+        let response = call(&f.token, post_form(&body), NOW).await;
+        assert_oauth(&response, 401, "invalid_client", text::INVALID_CLIENT);
+        assert_eq!(text(&response), text(&reference));
+        assert_eq!(
+            response.headers(),
+            reference.headers(),
+            "same headers as a wrong key"
+        );
+        let auth = basic(CODE, &secret);
+        let basic_response = call(
+            &f.token,
+            request(
+                "POST",
+                "/auth/token",
+                &[("content-type", FORM), ("authorization", &auth)],
+                Body::Text("grant_type=client_credentials".into()),
+            ),
+            NOW,
+        )
+        .await;
+        assert_oauth(&basic_response, 401, "invalid_client", text::INVALID_CLIENT);
+        assert_eq!(
+            header(&basic_response, "www-authenticate").as_deref(),
+            Some("Basic realm=\"customer-api\"")
+        );
+    }
+    assert_eq!(f.store.calls(), 1, "malformed keys never reach the store");
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! DynamoDB store: one conditional `UpdateItem` per request in the steady state.
 //!
-//! Count form: `ADD <bucket>_count 1` if the item exists, (token route) the key hash is a
-//! valid key of an active customer, the stored window is the current one and the count is
-//! below the limit (the per-customer override compared attribute to attribute). On
+//! Count form: `ADD <bucket>_count 1` if the item exists, the customer is active, the key
+//! named by the credential (the presented API key on the token route, the token's `key_id`
+//! on the lookup routes) is present and unexpired (token route: its hash matches), the stored
+//! window is the current one or newer, and the count is below the limit (the per-customer
+//! override compared attribute to attribute). On
 //! `ConditionalCheckFailed` the `ALL_OLD` image is judged by [`super::judge`]: missing,
 //! denied and over-limit end there (nothing written); an older window gets the reset form
 //! `SET window = now, count = 1` conditioned on the window still being older.
@@ -11,7 +13,7 @@ use super::item::{self, Item, bucket_attr, from_item};
 use super::{
     CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
 };
-use crate::model::{Customer, CustomerCode, CustomerStatus, StoredKey};
+use crate::model::{Credential, Customer, CustomerCode, CustomerStatus, StoredKey};
 use crate::rate_limit::{Admission, Bucket, window_start};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -67,7 +69,7 @@ impl DynamoStore {
         &self,
         code: &CustomerCode,
         bucket: Bucket,
-        key_hash: Option<&str>,
+        credential: Credential<'_>,
         form: Admission,
         now: u64,
         default_limit: u64,
@@ -76,6 +78,10 @@ impl DynamoStore {
             ("#pk".to_owned(), item::CODE.to_owned()),
             ("#w".to_owned(), bucket_attr(bucket, "window")),
             ("#c".to_owned(), bucket_attr(bucket, "count")),
+            ("#s".to_owned(), item::STATUS.to_owned()),
+            ("#k".to_owned(), item::KEYS.to_owned()),
+            ("#kid".to_owned(), credential.key_id().to_owned()),
+            ("#e".to_owned(), item::KEY_EXPIRES.to_owned()),
         ]);
         let mut values = HashMap::from([
             (":one".to_owned(), AttributeValue::N("1".into())),
@@ -83,31 +89,32 @@ impl DynamoStore {
                 ":win".to_owned(),
                 AttributeValue::N(window_start(now).to_string()),
             ),
-        ]);
-        let mut condition = String::from("attribute_exists(#pk)");
-        if let Some(hash) = key_hash {
-            names.insert("#s".into(), item::STATUS.into());
-            names.insert("#k".into(), item::KEYS.into());
-            names.insert("#h".into(), hash.into());
-            names.insert("#e".into(), item::KEY_EXPIRES.into());
-            values.insert(
-                ":active".into(),
+            (
+                ":active".to_owned(),
                 AttributeValue::S(CustomerStatus::Active.as_str().into()),
-            );
-            values.insert(":now".into(), AttributeValue::N(now.to_string()));
-            condition.push_str(
-                " AND #s = :active AND attribute_exists(#k.#h) \
-                 AND (attribute_not_exists(#k.#h.#e) OR #k.#h.#e > :now)",
-            );
+            ),
+            (":now".to_owned(), AttributeValue::N(now.to_string())),
+        ]);
+        // The same rule as `Customer::accepts`: active, the key present and unexpired and,
+        // on the token route, the presented key's hash.
+        let mut condition = String::from(
+            "attribute_exists(#pk) AND #s = :active AND attribute_exists(#k.#kid) \
+             AND (attribute_not_exists(#k.#kid.#e) OR #k.#kid.#e > :now)",
+        );
+        if let Credential::ApiKey { hash, .. } = credential {
+            names.insert("#hs".into(), item::KEY_HASH.into());
+            values.insert(":hash".into(), AttributeValue::S(hash.into()));
+            condition.push_str(" AND #k.#kid.#hs = :hash");
         }
         let update = if form == Admission::NewWindow {
             condition.push_str(" AND (attribute_not_exists(#w) OR #w < :win)");
             "SET #w = :win, #c = :one"
         } else {
+            // `>=`: a window another instance already opened ahead of our clock counts too.
             names.insert("#l".into(), bucket_attr(bucket, "limit"));
             values.insert(":def".into(), AttributeValue::N(default_limit.to_string()));
             condition.push_str(
-                " AND #w = :win AND ((attribute_not_exists(#l) AND #c < :def) OR #c < #l)",
+                " AND #w >= :win AND ((attribute_not_exists(#l) AND #c < :def) OR #c < #l)",
             );
             "ADD #c :one"
         };
@@ -141,39 +148,33 @@ impl DynamoStore {
         &self,
         code: &CustomerCode,
         bucket: Bucket,
-        key_hash: Option<&str>,
+        credential: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
         let mut form = Admission::Count;
         for _ in 0..MAX_ROUNDS {
             match self
-                .write(code, bucket, key_hash, form, now, default_limit)
+                .write(code, bucket, credential, form, now, default_limit)
                 .await?
             {
                 Write::Done(new) => {
                     let customer = from_item(&new)?;
-                    let limit = customer.limit(bucket, default_limit);
-                    return Ok((
-                        Judgement::Rate {
-                            admission: form,
-                            limit,
-                        },
-                        Some(customer),
-                    ));
+                    let judgement = Judgement::Rate {
+                        admission: form,
+                        limit: customer.limit(bucket, default_limit),
+                        window: customer.counter(bucket).window,
+                    };
+                    return Ok((judgement, Some(customer)));
                 }
                 Write::Refused(old) => {
                     let old = old.as_ref().map(from_item).transpose()?;
-                    let judgement = judge(old.as_ref(), bucket, key_hash, now, default_limit);
+                    let judgement = judge(old.as_ref(), bucket, credential, now, default_limit);
                     match judgement {
                         Judgement::Rate {
-                            admission: Admission::Count,
+                            admission: next @ (Admission::Count | Admission::NewWindow),
                             ..
-                        } => form = Admission::Count,
-                        Judgement::Rate {
-                            admission: Admission::NewWindow,
-                            ..
-                        } => form = Admission::NewWindow,
+                        } => form = next,
                         _ => return Ok((judgement, old)),
                     }
                 }
@@ -354,24 +355,25 @@ impl CustomerStore for DynamoStore {
     async fn authorize_token(
         &self,
         code: &CustomerCode,
-        key_hash: &str,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
         let (judgement, item) = self
-            .count(code, Bucket::Token, Some(key_hash), now, default_limit)
+            .count(code, Bucket::Token, key, now, default_limit)
             .await?;
-        Ok(token_outcome(judgement, item, key_hash, now))
+        Ok(token_outcome(judgement, item, now))
     }
 
     async fn lookup(
         &self,
         code: &CustomerCode,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
         let (judgement, item) = self
-            .count(code, Bucket::Api, None, now, default_limit)
+            .count(code, Bucket::Api, key, now, default_limit)
             .await?;
         Ok(lookup_outcome(judgement, item, now))
     }

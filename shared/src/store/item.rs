@@ -14,9 +14,11 @@ pub const STATUS: &str = "status";
 pub const PLAN: &str = "plan";
 pub const CREATED_AT: &str = "created_at";
 pub const SCOPES: &str = "scopes";
-/// Map: key hash → {id, created_at, expires_at?}.
+/// Map: key id → {hash, created_at, expires_at?}. Keyed by id so both the token route (id
+/// derived from the presented key, hash compared) and the lookup routes (id from the token)
+/// address one entry in their condition.
 pub const KEYS: &str = "api_keys";
-pub const KEY_ID: &str = "id";
+pub const KEY_HASH: &str = "hash";
 pub const KEY_EXPIRES: &str = "expires_at";
 
 /// Attribute of a bucket's window start, count or limit override.
@@ -38,7 +40,7 @@ fn s(value: &str) -> AttributeValue {
 /// One stored key as a map attribute.
 pub fn key_value(key: &StoredKey) -> AttributeValue {
     let mut map = HashMap::from([
-        (KEY_ID.to_owned(), s(&key.id)),
+        (KEY_HASH.to_owned(), s(&key.hash)),
         (CREATED_AT.to_owned(), n(key.created_at)),
     ]);
     if let Some(end) = key.expires_at {
@@ -51,7 +53,7 @@ pub fn key_value(key: &StoredKey) -> AttributeValue {
 pub fn keys_value(keys: &BTreeMap<String, StoredKey>) -> AttributeValue {
     AttributeValue::M(
         keys.iter()
-            .map(|(h, k)| (h.clone(), key_value(k)))
+            .map(|(id, k)| (id.clone(), key_value(k)))
             .collect(),
     )
 }
@@ -108,7 +110,7 @@ fn get_n(item: &Item, name: &str) -> Result<Option<u64>, StoreError> {
 fn parse_key(value: &AttributeValue) -> Result<StoredKey, StoreError> {
     let map = value.as_m().map_err(|_| malformed(KEYS))?;
     Ok(StoredKey {
-        id: get_s(map, KEY_ID)?.to_owned(),
+        hash: get_s(map, KEY_HASH)?.to_owned(),
         created_at: get_n(map, CREATED_AT)?.unwrap_or(0),
         expires_at: get_n(map, KEY_EXPIRES)?,
     })
@@ -132,7 +134,7 @@ pub fn from_item(item: &Item) -> Result<Customer, StoreError> {
             .as_m()
             .map_err(|_| malformed(KEYS))?
             .iter()
-            .map(|(hash, v)| Ok((hash.clone(), parse_key(v)?)))
+            .map(|(id, v)| Ok((id.clone(), parse_key(v)?)))
             .collect::<Result<_, StoreError>>()?,
     };
     let counter = |bucket| -> Result<Counter, StoreError> {

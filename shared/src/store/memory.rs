@@ -3,8 +3,8 @@
 use super::{
     CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
 };
-use crate::model::{Customer, CustomerCode};
-use crate::rate_limit::{Admission, Bucket, Counter, window_start};
+use crate::model::{Credential, Customer, CustomerCode};
+use crate::rate_limit::{Admission, Bucket, Counter};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,7 +52,7 @@ impl MemoryStore {
         &self,
         code: &CustomerCode,
         bucket: Bucket,
-        key_hash: Option<&str>,
+        credential: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
@@ -65,23 +65,21 @@ impl MemoryStore {
             .lock()
             .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
         let item = items.get_mut(code);
-        let judgement = judge(item.as_deref(), bucket, key_hash, now, default_limit);
+        let judgement = judge(item.as_deref(), bucket, credential, now, default_limit);
         let Some(customer) = item else {
             return Ok((judgement, None));
         };
-        if let Judgement::Rate { admission, .. } = judgement {
+        if let Judgement::Rate {
+            admission, window, ..
+        } = judgement
+        {
             let counter = match bucket {
                 Bucket::Token => &mut customer.token_counter,
                 Bucket::Api => &mut customer.api_counter,
             };
             match admission {
                 Admission::Count => counter.count += 1,
-                Admission::NewWindow => {
-                    *counter = Counter {
-                        window: window_start(now),
-                        count: 1,
-                    }
-                }
+                Admission::NewWindow => *counter = Counter { window, count: 1 },
                 Admission::Reject => {}
             }
         }
@@ -93,22 +91,22 @@ impl CustomerStore for MemoryStore {
     async fn authorize_token(
         &self,
         code: &CustomerCode,
-        key_hash: &str,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) =
-            self.count(code, Bucket::Token, Some(key_hash), now, default_limit)?;
-        Ok(token_outcome(judgement, item, key_hash, now))
+        let (judgement, item) = self.count(code, Bucket::Token, key, now, default_limit)?;
+        Ok(token_outcome(judgement, item, now))
     }
 
     async fn lookup(
         &self,
         code: &CustomerCode,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Api, None, now, default_limit)?;
+        let (judgement, item) = self.count(code, Bucket::Api, key, now, default_limit)?;
         Ok(lookup_outcome(judgement, item, now))
     }
 }

@@ -8,8 +8,8 @@ pub mod dynamo;
 pub mod item;
 pub mod memory;
 
-use crate::model::{Customer, CustomerCode};
-use crate::rate_limit::{Admission, Bucket, RateInfo, admit};
+use crate::model::{Credential, Customer, CustomerCode};
+use crate::rate_limit::{Admission, Bucket, RateInfo, admit, counted_window, window_start};
 use std::future::Future;
 
 /// Failures of the store. The text is for logs only, never for responses.
@@ -35,7 +35,6 @@ pub enum TokenAuth {
     /// Credentials valid and the request counted.
     Granted {
         customer: Box<Customer>,
-        key_id: String,
         rate: RateInfo,
     },
     /// Unknown customer, wrong/expired key or suspended customer: all alike.
@@ -54,25 +53,30 @@ pub enum Lookup {
     },
     /// No such customer.
     NotFound,
+    /// Customer suspended, or the token's key revoked or expired: nothing counted.
+    Denied,
     /// API bucket exhausted (nothing written).
     Limited(RateInfo),
 }
 
 /// The request-path operations (one conditional write each in DynamoDB).
 pub trait CustomerStore: Send + Sync {
-    /// Authenticates `key_hash` for `code` and counts the request in the token bucket.
+    /// Authenticates the presented API key for `code` and counts the request in the token
+    /// bucket.
     fn authorize_token(
         &self,
         code: &CustomerCode,
-        key_hash: &str,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send;
 
-    /// Counts an API request of `code` and returns its record.
+    /// Re-checks the token's key and the customer's status, counts an API request of `code`
+    /// and returns its record.
     fn lookup(
         &self,
         code: &CustomerCode,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
@@ -85,80 +89,99 @@ pub enum Judgement {
     Missing,
     /// Credentials or status refuse the request.
     Denied,
-    /// Rate-limit decision with the limit that applies.
-    Rate { admission: Admission, limit: u64 },
+    /// Rate-limit decision with the limit that applies and the window it is made in.
+    Rate {
+        admission: Admission,
+        limit: u64,
+        window: u64,
+    },
 }
 
-/// The shared decision over an item; `key_hash` is checked only on the token route.
+/// The shared decision over an item: status and credential first (a refused credential is
+/// never counted), then the bucket.
 pub fn judge(
     item: Option<&Customer>,
     bucket: Bucket,
-    key_hash: Option<&str>,
+    credential: Credential<'_>,
     now: u64,
     default_limit: u64,
 ) -> Judgement {
     let Some(customer) = item else {
         return Judgement::Missing;
     };
-    if key_hash.is_some_and(|hash| !customer.accepts_key_hash(hash, now)) {
+    if !customer.accepts(&credential, now) {
         return Judgement::Denied;
     }
     let limit = customer.limit(bucket, default_limit);
+    let counter = customer.counter(bucket);
+    let admission = admit(counter, limit, now);
+    let window = match admission {
+        Admission::NewWindow => window_start(now),
+        _ => counted_window(counter, now),
+    };
     Judgement::Rate {
-        admission: admit(customer.counter(bucket), limit, now),
+        admission,
         limit,
+        window,
     }
+}
+
+/// A counted or refused request's rate state: `customer` is the item after the write.
+fn rate_of(
+    judgement: &Judgement,
+    customer: Option<&Customer>,
+    bucket: Bucket,
+    now: u64,
+) -> Option<(RateInfo, bool)> {
+    let Judgement::Rate {
+        admission,
+        limit,
+        window,
+    } = *judgement
+    else {
+        return None;
+    };
+    if admission == Admission::Reject {
+        return Some((RateInfo::new(bucket, limit, limit, window, now), true));
+    }
+    let counter = customer?.counter(bucket);
+    Some((
+        RateInfo::new(bucket, limit, counter.count, counter.window, now),
+        false,
+    ))
 }
 
 /// The token outcome of a judged request (`customer` is the item after the write).
 pub(crate) fn token_outcome(
     judgement: Judgement,
     customer: Option<Customer>,
-    key_hash: &str,
     now: u64,
 ) -> TokenAuth {
-    match (judgement, customer) {
-        (
-            Judgement::Rate {
-                admission: Admission::Reject,
-                limit,
-            },
-            _,
-        ) => TokenAuth::Limited(RateInfo::new(Bucket::Token, limit, limit, now)),
-        (Judgement::Rate { limit, .. }, Some(customer)) => {
-            let key_id = customer
-                .keys
-                .get(key_hash)
-                .map(|k| k.id.clone())
-                .unwrap_or_default();
-            let rate = RateInfo::new(Bucket::Token, limit, customer.token_counter.count, now);
-            TokenAuth::Granted {
-                customer: Box::new(customer),
-                key_id,
-                rate,
-            }
-        }
+    match (
+        rate_of(&judgement, customer.as_ref(), Bucket::Token, now),
+        customer,
+    ) {
+        (Some((rate, true)), _) => TokenAuth::Limited(rate),
+        (Some((rate, false)), Some(customer)) => TokenAuth::Granted {
+            customer: Box::new(customer),
+            rate,
+        },
         _ => TokenAuth::InvalidClient,
     }
 }
 
 /// The lookup outcome of a judged request (`customer` is the item after the write).
 pub(crate) fn lookup_outcome(judgement: Judgement, customer: Option<Customer>, now: u64) -> Lookup {
-    match (judgement, customer) {
-        (
-            Judgement::Rate {
-                admission: Admission::Reject,
-                limit,
-            },
-            _,
-        ) => Lookup::Limited(RateInfo::new(Bucket::Api, limit, limit, now)),
-        (Judgement::Rate { limit, .. }, Some(customer)) => {
-            let rate = RateInfo::new(Bucket::Api, limit, customer.api_counter.count, now);
-            Lookup::Found {
-                customer: Box::new(customer),
-                rate,
-            }
-        }
+    match (
+        rate_of(&judgement, customer.as_ref(), Bucket::Api, now),
+        customer,
+    ) {
+        (Some((rate, true)), _) => Lookup::Limited(rate),
+        (Some((rate, false)), Some(customer)) => Lookup::Found {
+            customer: Box::new(customer),
+            rate,
+        },
+        _ if judgement == Judgement::Denied => Lookup::Denied,
         _ => Lookup::NotFound,
     }
 }
@@ -167,20 +190,20 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
     fn authorize_token(
         &self,
         code: &CustomerCode,
-        key_hash: &str,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
-        self.as_ref()
-            .authorize_token(code, key_hash, now, default_limit)
+        self.as_ref().authorize_token(code, key, now, default_limit)
     }
 
     fn lookup(
         &self,
         code: &CustomerCode,
+        key: Credential<'_>,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send {
-        self.as_ref().lookup(code, now, default_limit)
+        self.as_ref().lookup(code, key, now, default_limit)
     }
 }
