@@ -108,13 +108,26 @@ async fn calls_per_request() -> Vec<Row> {
         )
         .await,
     );
+    let wrong = shared::api_key::ApiKey::generate().unwrap();
     rows.push(
         measure(
             &token_api,
-            form(code, "kiss_sk_wrong"),
+            form(code, wrong.expose()),
             now,
             counters,
             "token 401 wrong key",
+        )
+        .await,
+    );
+    let mut mangled = key.clone();
+    mangled.replace_range(10..11, if &key[10..11] == "x" { "y" } else { "x" });
+    rows.push(
+        measure(
+            &token_api,
+            form(code, &mangled),
+            now,
+            counters,
+            "token 401 key failing its checksum (no I/O)",
         )
         .await,
     );
@@ -208,10 +221,35 @@ async fn calls_per_request() -> Vec<Row> {
         )
         .await,
     );
+    let third = CustomerCode::parse(customers[2].0).unwrap();
+    let stored = store.get(&third).await.unwrap().unwrap();
+    let (_, _, rotated) = admin::rotate_keys(&stored.keys, now, 0).unwrap();
+    store.set_keys(&third, &rotated).await.unwrap();
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t3),
+            now,
+            counters,
+            "lookup 401 token of a revoked key (nothing counted)",
+        )
+        .await,
+    );
     store
-        .delete(&CustomerCode::parse(customers[2].0).unwrap())
+        .set_status(&limited, shared::model::CustomerStatus::Suspended)
         .await
         .unwrap();
+    rows.push(
+        measure(
+            &customer_api,
+            get_with_token("/customer", &t2),
+            now,
+            counters,
+            "lookup 401 suspended customer (nothing counted)",
+        )
+        .await,
+    );
+    store.delete(&third).await.unwrap();
     rows.push(
         measure(
             &customer_api,
@@ -249,7 +287,11 @@ fn handler_times() -> Vec<(&'static str, f64)> {
         start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
     };
     let form = f.form();
-    let wrong =
+    let wrong = format!(
+        "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+        shared::api_key::ApiKey::generate().unwrap().expose()
+    );
+    let malformed =
         format!("grant_type=client_credentials&client_id={CODE}&client_secret=kiss_sk_wrong");
     let forged = format!("{}x", &token[..token.len() - 1]);
     vec![
@@ -265,6 +307,14 @@ fn handler_times() -> Vec<(&'static str, f64)> {
             "token reject (wrong key)",
             time(&|| {
                 rt.block_on(call(&f.token, post_form(&wrong), NOW + 1))
+                    .status()
+                    .as_u16()
+            }),
+        ),
+        (
+            "token reject (malformed key, before I/O)",
+            time(&|| {
+                rt.block_on(call(&f.token, post_form(&malformed), NOW + 1))
                     .status()
                     .as_u16()
             }),

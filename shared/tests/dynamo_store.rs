@@ -403,3 +403,32 @@ async fn secrets_manager_keys_rotate_and_are_cached() {
     let jwks: serde_json::Value = serde_json::from_str(keys.jwks_json()).unwrap();
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn signing_key_activation_uses_the_secret_version_date_not_the_admin_clock() {
+    let (client, _) = moto::secrets();
+    let id = moto::secret(&client, r#"{"keys":[]}"#).await;
+    let source = SecretsManagerSource::new(client, id);
+    let now = shared::model::unix_now();
+    for skew in [-3600_i64, 3600] {
+        // An operator whose clock is an hour behind, then one an hour ahead, rotates twice.
+        let admin_now = now.saturating_add_signed(skew);
+        let mut doc = KeyDocument::parse(&source.read().await.unwrap()).unwrap();
+        let first = doc.rotate(admin_now).unwrap().kid;
+        let second = doc.rotate(admin_now).unwrap().kid;
+        source.write(&doc).await.unwrap();
+        let published = shared::model::unix_now();
+        let cache = KeyCache::new(source.clone(), 300);
+        let keys = cache.current(published).await.unwrap();
+        assert_eq!(
+            keys.signer(published).unwrap().0,
+            first,
+            "skew {skew}: not yet published for one refresh interval"
+        );
+        assert_eq!(
+            keys.signer(published + 301).unwrap().0,
+            second,
+            "skew {skew}: active one refresh interval after Secrets Manager published it"
+        );
+    }
+}

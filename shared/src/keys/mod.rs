@@ -9,7 +9,9 @@
 //! A rotated key signs only once it has been published for one refresh interval: every
 //! verifier refreshes within that interval, so its tokens verify everywhere even when an
 //! attacker has used up the one forced refresh per minute with made-up `kid`s. Until then
-//! the previous key keeps signing.
+//! the previous key keeps signing. "Published" is measured by Secrets Manager's own clock
+//! (the creation date of the signing secret's version, written after the verification
+//! secret), never by the clock of the machine that ran `signing-keys rotate`.
 
 mod cache;
 mod source;
@@ -70,6 +72,10 @@ pub struct KeyDocument {
     pub previous: Option<PrivateKey>,
     #[serde(default)]
     pub keys: Vec<PublicKey>,
+    /// When the store published this document (Secrets Manager's version creation date),
+    /// if it says; not part of the stored JSON.
+    #[serde(skip)]
+    pub published_at: Option<u64>,
 }
 
 /// Failures around keys. Texts are for logs and the operator, never for responses.
@@ -97,6 +103,7 @@ impl KeyDocument {
             active: None,
             previous: None,
             keys: self.keys.clone(),
+            published_at: None,
         }
     }
 
@@ -180,8 +187,8 @@ impl Signer {
 pub struct KeySet {
     signer: Option<Signer>,
     previous: Option<Signer>,
-    /// Seconds a new key is published before it signs (the verifiers' refresh interval).
-    activation_delay: u64,
+    /// When the active key may sign: publication plus the verifiers' refresh interval.
+    active_from: u64,
     verifiers: HashMap<String, DecodingKey>,
     jwks: String,
 }
@@ -191,6 +198,12 @@ impl KeySet {
     pub fn from_document(doc: &KeyDocument, activation_delay: u64) -> Result<Self, KeyError> {
         let signer = doc.active.as_ref().map(Signer::new).transpose()?;
         let previous = doc.previous.as_ref().map(Signer::new).transpose()?;
+        // The store's publication time; the operator's `created_at` only where the source
+        // has no such time (in-memory documents in tests).
+        let published = doc
+            .published_at
+            .or_else(|| signer.as_ref().map(|s| s.created_at))
+            .unwrap_or(0);
         let mut verifiers = HashMap::new();
         for key in &doc.keys {
             match DecodingKey::from_ed_components(&key.x) {
@@ -203,7 +216,7 @@ impl KeySet {
         Ok(Self {
             signer,
             previous,
-            activation_delay,
+            active_from: published.saturating_add(activation_delay),
             verifiers,
             jwks: doc.jwks().to_string(),
         })
@@ -214,9 +227,7 @@ impl KeySet {
     pub fn signer(&self, now: u64) -> Result<(&str, &EncodingKey), KeyError> {
         let active = self.signer.as_ref().ok_or(KeyError::NoSigningKey)?;
         let chosen = match &self.previous {
-            Some(previous) if now < active.created_at.saturating_add(self.activation_delay) => {
-                previous
-            }
+            Some(previous) if now < self.active_from => previous,
             _ => active,
         };
         Ok((chosen.kid.as_str(), &chosen.key))
@@ -248,6 +259,31 @@ mod tests {
         assert_eq!(keys.signer(2300)?.0, second);
         assert!(keys.verifier(&first).is_some() && keys.verifier(&second).is_some());
         assert!(doc.public().active.is_none() && doc.public().previous.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn activation_follows_the_store_publication_time_not_the_operator_clock() -> Result<(), KeyError>
+    {
+        let mut doc = KeyDocument::default();
+        let first = doc.rotate(1000)?.kid;
+        // The operator's clock ran an hour behind (or ahead) of the store's.
+        let second = doc.rotate(16_400)?.kid;
+        doc.published_at = Some(20_000);
+        let keys = KeySet::from_document(&doc, 300)?;
+        assert_eq!(keys.signer(20_000)?.0, first);
+        assert_eq!(keys.signer(20_299)?.0, first);
+        assert_eq!(keys.signer(20_300)?.0, second);
+        doc.active = doc.active.take().map(|a| PrivateKey {
+            created_at: 23_600,
+            ..a
+        });
+        let keys = KeySet::from_document(&doc, 300)?;
+        assert_eq!(
+            keys.signer(20_300)?.0,
+            second,
+            "a clock ahead delays nothing"
+        );
         Ok(())
     }
 }

@@ -28,6 +28,12 @@ impl SecretsManagerSource {
 
     /// Reads the raw secret string.
     pub async fn read(&self) -> Result<String, KeyError> {
+        self.read_version().await.map(|(value, _)| value)
+    }
+
+    /// Reads the raw secret string and the server-side creation time (Unix seconds) of the
+    /// version it came from.
+    async fn read_version(&self) -> Result<(String, Option<u64>), KeyError> {
         let output = self
             .client
             .get_secret_value()
@@ -39,9 +45,13 @@ impl SecretsManagerSource {
                     aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
                 )
             })?;
-        output
+        let created = output
+            .created_date
+            .and_then(|date| u64::try_from(date.secs()).ok());
+        let value = output
             .secret_string
-            .ok_or_else(|| KeyError::Malformed("secret has no string value".into()))
+            .ok_or_else(|| KeyError::Malformed("secret has no string value".into()))?;
+        Ok((value, created))
     }
 
     /// Replaces the secret's value (admin CLI).
@@ -63,7 +73,10 @@ impl SecretsManagerSource {
 
 impl KeySource for SecretsManagerSource {
     async fn fetch(&self) -> Result<KeyDocument, KeyError> {
-        KeyDocument::parse(&self.read().await?)
+        let (value, created) = self.read_version().await?;
+        let mut doc = KeyDocument::parse(&value)?;
+        doc.published_at = created;
+        Ok(doc)
     }
 }
 
