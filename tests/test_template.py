@@ -1,5 +1,6 @@
-"""The SAM template keeps every gateway-generated error inside the published contract, and
-the release artifacts match the architecture that `sam deploy` will give the functions."""
+"""The SAM template keeps every response the edge makes (API Gateway, AWS WAF) inside the
+published contract, and the release artifacts match the architecture that `sam deploy` will
+give the functions."""
 
 import json
 import re
@@ -87,6 +88,186 @@ def test_every_gateway_error_is_a_contract_status_with_a_standard_body():
     assert statuses["DEFAULT_5XX"] == statuses["INTEGRATION_FAILURE"] == statuses["INTEGRATION_TIMEOUT"] == "500"
     assert statuses["THROTTLED"] == "429" and statuses["DEFAULT_4XX"] == "400"
     assert statuses["MISSING_AUTHENTICATION_TOKEN"] == statuses["RESOURCE_NOT_FOUND"] == "404"
+
+
+# ---------------------------------------------------------------- AWS WAF
+
+# The sentences the functions send (shared/src), so WAF's answers read like theirs.
+TOO_MANY_TOKEN_REQUESTS = "Too many token requests. Retry after the time given in Retry-After."
+TOO_MANY_REQUESTS = "Too many requests. Retry after the time given in Retry-After."
+BODY_TOO_LARGE = "The request body is too large."
+# Status → (OAuth envelope on /auth/token, /auth/revoke, /auth/introspect; standard elsewhere).
+WAF_CONTRACT = {
+    429: (
+        {"error": "too_many_requests", "error_description": TOO_MANY_TOKEN_REQUESTS},
+        {"error": TOO_MANY_REQUESTS},
+    ),
+    400: (
+        {"error": "invalid_request", "error_description": BODY_TOO_LARGE},
+        {"error": BODY_TOO_LARGE},
+    ),
+}
+
+
+def compact(document):
+    """The byte form the functions send (serde_json: no spaces, keys in order)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def web_acl():
+    return load_template()["Resources"]["WebAcl"]
+
+
+def waf_rules():
+    return web_acl()["Properties"]["Rules"]
+
+
+def statements(statement):
+    """The statement and every statement nested in it."""
+    yield statement
+    for nested in statement.values():
+        if isinstance(nested, dict):
+            for child in nested.get("Statements", []):
+                yield from statements(child)
+            if "ScopeDownStatement" in nested:
+                yield from statements(nested["ScopeDownStatement"])
+            if "Statement" in nested:
+                yield from statements(nested["Statement"])
+
+
+def is_oauth_rule(rule):
+    return any(
+        s.get("RegexPatternSetReferenceStatement", {}).get("Arn") == {"Fn::GetAtt": ["OAuthPaths", "Arn"]}
+        for s in statements(rule["Statement"])
+    )
+
+
+def blocking_rules():
+    return [rule for rule in waf_rules() if "Block" in rule["Action"]]
+
+
+def test_the_waf_is_on_by_default_and_guards_the_stage():
+    template = load_template()
+    assert template["Parameters"]["EnableWaf"]["Default"] == "true"
+    assert template["Conditions"]["WafEnabled"] == {"Fn::Equals": [{"Ref": "EnableWaf"}, "true"]}
+    resources = template["Resources"]
+    for name in ("OAuthPaths", "WebAcl", "WebAclAssociation"):
+        assert resources[name]["Condition"] == "WafEnabled", name
+    assert resources["WebAcl"]["Properties"]["Scope"] == "REGIONAL"
+    assert resources["WebAcl"]["Properties"]["DefaultAction"] == {"Allow": {}}
+    association = resources["WebAclAssociation"]["Properties"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["WebAcl", "Arn"]}
+    assert association["ResourceArn"]["Fn::Sub"].endswith("/restapis/${Api}/stages/${Api.Stage}")
+
+
+def test_every_waf_block_is_a_contract_response_with_the_envelope_of_its_path():
+    bodies = web_acl()["Properties"]["CustomResponseBodies"]
+    seen = set()
+    for rule in blocking_rules():
+        name = rule["Name"]
+        response = rule["Action"]["Block"].get("CustomResponse")
+        assert response, f"{name}: a block without a custom response would be WAF's 403"
+        status = response["ResponseCode"]
+        assert status in WAF_CONTRACT, name
+        oauth = is_oauth_rule(rule)
+        expected = WAF_CONTRACT[status][0 if oauth else 1]
+        body = bodies[response["CustomResponseBodyKey"]]
+        assert body["ContentType"] == "APPLICATION_JSON", name
+        assert body["Content"] == compact(expected), name
+        headers = {h["Name"]: h["Value"] for h in response["ResponseHeaders"]}
+        assert "Content-Type" not in {h.title() for h in headers}, name
+        assert headers["Cache-Control"] == "no-store", name
+        assert headers["X-Content-Type-Options"] == "nosniff", name
+        if status == 429:
+            assert re.fullmatch(r"[1-9][0-9]*", headers["Retry-After"]), name
+        else:
+            assert "Retry-After" not in headers, name
+        seen.add((status, oauth))
+    # Both envelopes for both statuses, and no body left unused.
+    assert seen == {(status, oauth) for status in WAF_CONTRACT for oauth in (True, False)}
+    used = {rule["Action"]["Block"]["CustomResponse"]["CustomResponseBodyKey"] for rule in blocking_rules()}
+    assert used == set(bodies)
+
+
+def test_the_oauth_rule_of_each_pair_runs_first_so_the_other_sees_only_other_paths():
+    rules = blocking_rules()
+    for status in WAF_CONTRACT:
+        pair = [r for r in rules if r["Action"]["Block"]["CustomResponse"]["ResponseCode"] == status]
+        oauth = [r["Priority"] for r in pair if is_oauth_rule(r)]
+        standard = [r["Priority"] for r in pair if not is_oauth_rule(r)]
+        assert len(oauth) == len(standard) == 1, status
+        assert oauth[0] < standard[0], status
+        # The standard rule has the same condition, minus the path.
+        (oauth_rule,) = [r for r in pair if is_oauth_rule(r)]
+        (standard_rule,) = [r for r in pair if not is_oauth_rule(r)]
+        conditions = [s for s in oauth_rule["Statement"]["AndStatement"]["Statements"] if not is_oauth_rule({"Statement": s})]
+        assert conditions == [standard_rule["Statement"]], status
+
+
+def test_the_oauth_paths_are_the_three_oauth_endpoints_under_any_stage_or_base_path():
+    patterns = load_template()["Resources"]["OAuthPaths"]["Properties"]["RegularExpressionList"]
+
+    def oauth(path):
+        return any(re.search(p, path) for p in patterns)
+
+    for path in ("/v1/auth/token", "/auth/token", "/v1/auth/revoke", "/v1/auth/introspect", "/api/v2/auth/token"):
+        assert oauth(path), path
+    for path in ("/v1/customer", "/v1/customers/AUTH-TOKEN", "/v1/.well-known/jwks.json",
+                 "/v1/auth/tokens", "/v1/auth/token/x", "/v1/", "/v1/AUTH/TOKEN"):
+        assert not oauth(path), path
+
+
+def test_one_per_ip_rate_limit_counts_every_request_and_labels_the_ones_to_block():
+    rules = waf_rules()
+    rate_rules = [r for r in rules if "RateBasedStatement" in r["Statement"]]
+    assert len(rate_rules) == 1, "one counter, so the limit is not split per envelope"
+    (counter,) = rate_rules
+    statement = counter["Statement"]["RateBasedStatement"]
+    assert statement["AggregateKeyType"] == "IP"
+    assert "ScopeDownStatement" not in statement, "every route counts against the same limit"
+    assert statement["Limit"] == {"Ref": "WafRateLimitPerIp"}
+    assert counter["Action"] == {"Count": {}}
+    assert counter["Priority"] == min(r["Priority"] for r in rules), "counts requests the other rules block"
+    (label,) = counter["RuleLabels"]
+    limited = [r for r in rules if {"LabelMatchStatement": {"Scope": "LABEL", "Key": label["Name"]}}
+               in list(statements(r["Statement"]))]
+    assert {r["Action"]["Block"]["CustomResponse"]["ResponseCode"] for r in limited} == {429}
+    assert len(limited) == 2
+    # Retry-After covers the evaluation window, so a client that waits it out is counted afresh.
+    for rule in limited:
+        headers = {h["Name"]: h["Value"] for h in rule["Action"]["Block"]["CustomResponse"]["ResponseHeaders"]}
+        assert int(headers["Retry-After"]) >= statement["EvaluationWindowSec"]
+    parameter = load_template()["Parameters"]["WafRateLimitPerIp"]
+    assert parameter["MinValue"] >= 10 and parameter["Default"] >= parameter["MinValue"]
+
+
+def test_bodies_over_8_kib_are_blocked_including_the_ones_waf_cannot_read_whole():
+    size_statements = [
+        s["SizeConstraintStatement"]
+        for rule in waf_rules()
+        for s in statements(rule["Statement"])
+        if "SizeConstraintStatement" in s
+    ]
+    assert len(size_statements) == 2
+    for statement in size_statements:
+        # API Gateway lets WAF read the first 8 KB; anything longer is "oversize" → MATCH.
+        assert statement["FieldToMatch"] == {"Body": {"OversizeHandling": "MATCH"}}
+        assert statement["ComparisonOperator"] == "GT" and statement["Size"] == 8192
+
+
+def test_every_waf_rule_reports_metrics_and_samples():
+    acl = web_acl()["Properties"]
+    names = set()
+    for config in [acl["VisibilityConfig"]] + [r["VisibilityConfig"] for r in acl["Rules"]]:
+        assert config["CloudWatchMetricsEnabled"] is True and config["SampledRequestsEnabled"] is True
+        names.add(json.dumps(config["MetricName"]))
+    assert len(names) == len(acl["Rules"]) + 1, "metric names are unique"
+
+
+def test_the_waf_sentences_are_the_ones_the_functions_send():
+    rust = "".join(path.read_text() for path in (ROOT / "shared" / "src").rglob("*.rs"))
+    for sentence in (TOO_MANY_TOKEN_REQUESTS, TOO_MANY_REQUESTS, BODY_TOO_LARGE):
+        assert json.dumps(sentence) in rust, sentence
 
 
 # ---------------------------------------------------------------- Architecture
