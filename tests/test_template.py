@@ -1,6 +1,6 @@
 """The SAM template keeps every response the edge makes (API Gateway, AWS WAF) inside the
-published contract, and the release artifacts match the architecture that `sam deploy` will
-give the functions."""
+published contract, its dashboard is valid, and the release artifacts match the architecture
+that `sam deploy` will give the functions."""
 
 import json
 import re
@@ -268,6 +268,101 @@ def test_the_waf_sentences_are_the_ones_the_functions_send():
     rust = "".join(path.read_text() for path in (ROOT / "shared" / "src").rglob("*.rs"))
     for sentence in (TOO_MANY_TOKEN_REQUESTS, TOO_MANY_REQUESTS, BODY_TOO_LARGE):
         assert json.dumps(sentence) in rust, sentence
+
+
+# ---------------------------------------------------------------- Dashboard
+
+
+def resolve(value, conditions, refs):
+    """Evaluates the intrinsics the dashboard body uses, with `refs` for every ${…}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [resolve(v, conditions, refs) for v in value]
+    ((key, argument),) = value.items()
+    if key == "Fn::Join":
+        separator, parts = argument
+        return separator.join(resolve(p, conditions, refs) for p in parts)
+    if key == "Fn::If":
+        condition, when_true, when_false = argument
+        return resolve(when_true if conditions[condition] else when_false, conditions, refs)
+    if key == "Fn::Sub":
+        assert isinstance(argument, str)
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: refs[m.group(1)], argument)
+    raise AssertionError(f"unexpected intrinsic {key}")
+
+
+DASHBOARD_REFS = {
+    "AWS::Region": "eu-west-1",
+    "AWS::StackName": "customer-api",
+    "StageName": "v1",
+    "TokenFunction": "customer-api-TokenFunction-1",
+    "CustomerFunction": "customer-api-CustomerFunction-1",
+    "CustomerTable": "customer-api-CustomerTable-1",
+}
+
+
+def dashboard(waf_enabled):
+    body = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    return json.loads(resolve(body, {"WafEnabled": waf_enabled}, DASHBOARD_REFS))
+
+
+def dashboard_metrics(document):
+    """(namespace, metric name, dimensions, stat) of every series."""
+    found = set()
+    for widget in document["widgets"]:
+        properties = widget["properties"]
+        assert properties["region"] == "eu-west-1"
+        for series in properties["metrics"]:
+            options = series[-1] if isinstance(series[-1], dict) else {}
+            names = [s for s in series if isinstance(s, str)]
+            dims = tuple(zip(names[2::2], names[3::2]))
+            found.add((names[0], names[1], dims, options.get("stat", properties.get("stat"))))
+    return found
+
+
+def test_the_dashboard_shows_traffic_errors_limits_latency_and_capacity():
+    for waf_enabled in (True, False):
+        metrics = dashboard_metrics(dashboard(waf_enabled))
+        api = (("ApiName", "customer-api-api"), ("Stage", "v1"))
+        for name in ("Count", "4XXError", "5XXError"):
+            assert ("AWS/ApiGateway", name, api, "Sum") in metrics, name
+        assert ("AWS/ApiGateway", "Latency", api, "p50") in metrics
+        assert ("AWS/ApiGateway", "Latency", api, "p99") in metrics
+        # The EMF metrics exactly as the functions write them (shared/src/log.rs).
+        for name, function in (("TokensIssued", "token"), ("AuthenticationFailures", "token"),
+                               ("AuthenticationFailures", "customer"), ("RateLimited", "token"),
+                               ("RateLimited", "customer")):
+            assert ("CustomerApi", name, (("Function", function),), "Sum") in metrics, (name, function)
+        for function in ("customer-api-TokenFunction-1", "customer-api-CustomerFunction-1"):
+            for name in ("Errors", "Throttles"):
+                assert ("AWS/Lambda", name, (("FunctionName", function),), "Sum") in metrics
+            for stat in ("p50", "p99"):
+                assert ("AWS/Lambda", "Duration", (("FunctionName", function),), stat) in metrics
+        table = (("TableName", "customer-api-CustomerTable-1"),)
+        for name in ("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits"):
+            assert ("AWS/DynamoDB", name, table, "Sum") in metrics, name
+        waf = {m for m in metrics if m[0] == "AWS/WAFV2"}
+        assert bool(waf) == waf_enabled
+
+
+def test_the_dashboard_waf_series_are_the_web_acl_rules():
+    acl = web_acl()["Properties"]
+    acl_metric = resolve(acl["VisibilityConfig"]["MetricName"], {}, DASHBOARD_REFS)
+    rule_metrics = {r["VisibilityConfig"]["MetricName"] for r in acl["Rules"] if "Block" in r["Action"]}
+    shown = set()
+    for namespace, name, dims, _ in dashboard_metrics(dashboard(True)):
+        if namespace == "AWS/WAFV2":
+            dims = dict(dims)
+            assert dims["WebACL"] == acl_metric and dims["Region"] == "eu-west-1"
+            shown.add(dims["Rule"])
+    assert rule_metrics <= shown
+
+
+def test_the_dashboard_is_named_in_the_outputs():
+    outputs = load_template()["Outputs"]
+    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+    assert "#dashboards/dashboard/${Dashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]
 
 
 # ---------------------------------------------------------------- Architecture
