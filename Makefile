@@ -52,7 +52,7 @@ template: $(STAMP) $(CHECKOV_STAMP)
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
 		--file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-e2e: $(STAMP) build
+e2e: $(STAMP) build $(RELEASE_TEMPLATE)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
 test: $(STAMP) lint unit template e2e
@@ -67,10 +67,32 @@ bench: $(STAMP)
 	cargo bench -p shared --bench handlers
 
 # Release Lambda artifacts in .aws-sam/build (SAM's rust-cargolambda beta builder, enabled by
-# samconfig.toml). x86_64 is the CI build; deploy with the same Architecture value.
+# samconfig.toml). The architecture has one source: the Architecture= value of
+# parameter_overrides in samconfig.toml, which sam build, sam deploy and sam sync all read
+# (default arm64, as the template). `make release ARCH=x86_64` rewrites every such value first, so
+# a later `sam deploy` ships what was built; tests/test_template.py checks each bootstrap's
+# ELF machine against it. cargo-lambda cross-compiles with the venv's pinned zig (ziglang).
+SAMCONFIG_ARCH := $(shell sed -nE 's/.*Architecture=\\?"?(arm64|x86_64).*/\1/p' samconfig.toml | head -n 1)
+ARCH ?= $(SAMCONFIG_ARCH)
+RUST_TARGET_arm64 := aarch64-unknown-linux-gnu
+RUST_TARGET_x86_64 := x86_64-unknown-linux-gnu
+RELEASE_TEMPLATE := .aws-sam/build/template.yaml
+
 release: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AWS_LC_SYS_NO_JITTER_ENTROPY=1 SAM_CLI_TELEMETRY=0 sam build --parameter-overrides Architecture=x86_64
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64 (got '$(ARCH)')"; exit 2;; esac
+	@sed -E 's/Architecture=(\\?"?)(arm64|x86_64)/Architecture=\1$(ARCH)/g' samconfig.toml > samconfig.toml.new; \
+	if cmp -s samconfig.toml samconfig.toml.new; then rm samconfig.toml.new; else \
+		mv samconfig.toml.new samconfig.toml; \
+		echo "samconfig.toml: Architecture=$(ARCH) (read by sam build, sam deploy and sam sync)"; \
+	fi
+	rustup target add $(RUST_TARGET_$(ARCH))
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build
 	ls -l .aws-sam/build/*/bootstrap
+
+# make test checks the release artifacts (ELF machine = deployed Architecture), so a clone
+# without them builds them once here; an existing build is checked as it is, never rebuilt.
+$(RELEASE_TEMPLATE):
+	$(MAKE) release
 
 # Fuzzing with cargo-fuzz (libFuzzer + ASan) on the stable toolchain: fuzz/ is a crate of its
 # own, outside the workspace. cargo-fuzz passes nightly-only flags (-Zsanitizer=address), which
@@ -101,4 +123,4 @@ fuzz: $(CARGO_FUZZ_STAMP)
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .local .aws-sam
