@@ -431,3 +431,20 @@ def test_release_bootstraps_match_the_architecture_sam_deploy_gives_the_function
             f"sam deploy would give the function {architecture}: run `make release` "
             f"(or `make release ARCH={architecture}`)"
         )
+
+
+def test_table_ttl_names_an_attribute_items_carry_at_their_top_level():
+    """A TTL on an attribute no item has deletes nothing: either no TTL, or one the store writes."""
+    tables = [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]
+    assert tables
+    item_codec = (ROOT / "shared" / "src" / "store" / "item.rs").read_text()
+    constants = dict(re.findall(r'pub const (\w+): &str = "(\w+)";', item_codec))
+    # Attributes the codec reads from the item itself (`get_n(item, X)`), not from a nested map.
+    read = re.findall(r'(?:get_[sn]\(item, |item\.get\()&?(\w+)', item_codec)
+    top_level = {constants[name] for name in read if name in constants}
+    assert {"customer_code", "status", "name"} <= top_level, top_level
+    assert "expires_at" not in top_level, "key expiry is nested in api_keys"
+    for table in tables:
+        ttl = table["Properties"].get("TimeToLiveSpecification")
+        if ttl is not None:
+            assert ttl["AttributeName"] in top_level, ttl
