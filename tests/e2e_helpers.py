@@ -25,7 +25,7 @@ DEFAULT_SCOPE = "customer:read"
 SUITE_TOKEN_LIMIT = 1000
 SUITE_API_LIMIT = 1000
 
-# Fixed texts (SPEC §3–§6, ../shared/seeds/errors.txt) and the other descriptions of
+# Fixed texts (docs/contract.md, docs/errors.md) and the other descriptions of
 # shared/src/error.rs.
 INVALID_CLIENT = "Invalid client credentials."
 UNSUPPORTED_GRANT_TYPE = "Only 'client_credentials' grant type is supported."

@@ -1,4 +1,4 @@
-"""GET /customer and GET /customers/{customer_code} over real HTTP (SPEC §3, §4, §6, §8)."""
+"""GET /customer and GET /customers/{customer_code} over real HTTP (docs/contract.md: Routes, Error envelopes, Customer lookup, Rate limits)."""
 
 import base64
 import hashlib
@@ -169,7 +169,7 @@ def test_token_without_customer_read_scope_is_bearer_401(stack):
     h.assert_bearer_401(h.get_customer(stack, body["access_token"]))
 
 
-# -- JWT attack corpus (SPEC §5 validation, §11) ---------------------------------------------
+# -- JWT attack corpus (docs/contract.md, Access tokens) ---------------------------------------------
 def signing_key(stack):
     """The active signing key as the token function sees it (the stack's signing secret).
 

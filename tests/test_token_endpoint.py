@@ -1,4 +1,4 @@
-"""POST /auth/token and the public documents over real HTTP (SPEC §3–§5, §8)."""
+"""POST /auth/token and the public documents over real HTTP (docs/contract.md: Routes, Error envelopes, Token endpoint, Rate limits)."""
 
 import base64
 import json
@@ -391,7 +391,7 @@ def assert_public_document_headers(resp):
     assert resp.headers.get("Content-Type") == "application/json", h.describe(resp)
     assert resp.headers.get("X-Content-Type-Options") == "nosniff", h.describe(resp)
     cache = resp.headers.get("Cache-Control", "")
-    # no-store, or cacheable "for a few minutes" (SPEC §4).
+    # no-store, or cacheable "for a few minutes" (docs/contract.md, Error envelopes).
     if cache != "no-store":
         directives = dict(
             (d.split("=", 1) + [""])[:2] for d in (p.strip() for p in cache.split(",")) if d

@@ -1,5 +1,5 @@
 //! What the fuzz targets share: one tokio runtime, a fixture like `shared/tests/common`, and
-//! the response contract of SPEC (six statuses, two error envelopes, the bearer 401).
+//! the response contract of `docs/contract.md` (six statuses, two error envelopes, the bearer 401).
 //!
 //! Everything random (signing key, customer record, one valid access token) is made once per
 //! process; every input then gets fresh APIs over a fresh in-memory store and key cache, so an

@@ -1,7 +1,7 @@
 //! The public error contract: the two envelopes of the Errors page and the bearer 401.
 //!
 //! Every error response of the API is built here, so the texts of
-//! `../shared/seeds/errors.txt` live in exactly one place.
+//! published Errors page (`docs/errors.md`) live in exactly one place.
 
 use crate::http::{HeaderList, Headers, json_response, with_rate_limit};
 use crate::rate_limit::RateInfo;

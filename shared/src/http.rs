@@ -6,7 +6,7 @@ use lambda_http::{Body, Response};
 /// Ordered response headers (name in lowercase, value).
 pub type HeaderList = Vec<(&'static str, String)>;
 
-/// Header sets of the contract (SPEC §4).
+/// Header sets of the contract (`docs/contract.md`, "Error envelopes").
 pub struct Headers;
 
 impl Headers {

@@ -114,7 +114,7 @@ pub struct Customer {
 }
 
 impl Customer {
-    /// The public record of SPEC §6: never hashes, counters or internal attributes.
+    /// The public record (`docs/contract.md`, "Customer lookup"): never hashes, counters or internal attributes.
     pub fn public_json(&self) -> serde_json::Value {
         serde_json::json!({
             "customer_code": self.code.as_str(),

@@ -6,7 +6,7 @@
 /// Length of a rate-limit window in seconds.
 pub const WINDOW_SECONDS: u64 = 60;
 
-/// The two buckets of SPEC §8.
+/// The two buckets (`docs/contract.md`, "Rate limits").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     /// `POST /auth/token`.

@@ -1,4 +1,5 @@
-//! Parsing of `POST /auth/token` input in the order of SPEC §5, first failure wins.
+//! Parsing of `POST /auth/token` input in the order of `docs/contract.md` ("Token endpoint"),
+//! first failure wins.
 
 use crate::api_key::ApiKey;
 use crate::error::{OAuthError, text};
@@ -24,7 +25,7 @@ pub struct TokenRequest {
     pub client_id: String,
     pub client_secret: ApiKey,
     pub method: AuthMethod,
-    /// The raw `scope` parameter; judged after authentication (SPEC §5 step 9).
+    /// The raw `scope` parameter; judged after authentication (step 9).
     pub scope: Option<String>,
 }
 
@@ -79,7 +80,9 @@ fn parameters(format: &BodyFormat, body: &[u8]) -> Result<Vec<(String, String)>,
 }
 
 fn form_urlencoded_pairs(body: &str) -> Vec<(String, String)> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(body).unwrap_or_default()
+    form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// A JSON object's string members, keeping duplicates so they can be refused.

@@ -1,4 +1,4 @@
-//! Fault injection (SPEC §11, Reliability): DynamoDB and Secrets Manager unreachable, slower
+//! Fault injection (`docs/contract.md`, "Reliability and security"): DynamoDB and Secrets Manager unreachable, slower
 //! than the SDK timeout, throttling, failing, or answering malformed data.
 //!
 //! Every route answers its contract 500 within the SDK budget, the same API instance serves

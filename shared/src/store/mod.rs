@@ -1,7 +1,7 @@
 //! Customer storage: the request-path operations behind one trait, two implementations.
 //!
 //! Each request-path operation is one conditional write that authenticates (token route),
-//! counts the request in its rate-limit window and returns the record: SPEC §7's single
+//! counts the request in its rate-limit window and returns the record: the single
 //! round trip. [`judge`] is the decision both stores share.
 
 pub mod dynamo;
