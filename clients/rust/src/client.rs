@@ -1,15 +1,14 @@
 //! The client: credentials, endpoints, the token cache and the protected calls.
 
+use crate::auth::ClientAuth;
 use crate::config::ClientConfig;
 use crate::customer::Customer;
 use crate::error::{Error, ErrorBody};
+use crate::private_key_jwt::PrivateKeyJwt;
 use crate::retry;
-use crate::secret::SecretHeader;
 use crate::token::{Token, TokenCache};
 use crate::transport::{Reply, Transport};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -17,8 +16,6 @@ use std::fmt;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-const TOKEN_BODY: &[u8] = b"grant_type=client_credentials";
-const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const AGENT: &str = concat!("kiss-customer-api-rust/", env!("CARGO_PKG_VERSION"));
 
@@ -32,7 +29,7 @@ pub struct Client {
 struct Inner {
     base_url: String,
     customer_code: String,
-    basic: SecretHeader,
+    auth: ClientAuth,
     token_uri: Uri,
     customer_uri: Uri,
     config: ClientConfig,
@@ -42,10 +39,15 @@ struct Inner {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
+        let mut debug = f.debug_struct("Client");
+        debug
             .field("base_url", &self.inner.base_url)
-            .field("customer_code", &self.inner.customer_code)
-            .field("api_key", &"***")
+            .field("customer_code", &self.inner.customer_code);
+        match &self.inner.auth {
+            ClientAuth::SecretBasic(_) => debug.field("api_key", &"***"),
+            ClientAuth::PrivateKeyJwt { key, .. } => debug.field("private_key_jwt", key),
+        };
+        debug
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -67,10 +69,53 @@ impl Client {
         api_key: &str,
         config: ClientConfig,
     ) -> Result<Self, Error> {
-        if customer_code.is_empty() || api_key.is_empty() {
-            return Err(Error::config(
-                "the Customer Code and the API Key must not be empty",
-            ));
+        if api_key.is_empty() {
+            return Err(Error::config("the API Key must not be empty"));
+        }
+        let auth = ClientAuth::secret_basic(customer_code, api_key)?;
+        Self::build(base_url, customer_code, |_| auth, config)
+    }
+
+    /// A client that authenticates with `private_key_jwt` instead of an API key: every
+    /// request to an OAuth endpoint carries a new assertion signed with `key`, whose public
+    /// JWK the operator registered (`customer-admin keys add-jwk`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), kiss_customer_api::Error> {
+    /// use kiss_customer_api::{Client, ClientConfig, PrivateKeyJwt};
+    ///
+    /// let pem = std::fs::read_to_string("key.pem").unwrap_or_default();
+    /// let key = PrivateKeyJwt::from_pem(&pem)?.with_key_id("key_...");
+    /// let client = Client::with_private_key_jwt(
+    ///     "https://api.example.com", "ACME-1", key, ClientConfig::default())?;
+    /// let me = client.customer().await?;
+    /// # let _ = me;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_private_key_jwt(
+        base_url: &str,
+        customer_code: &str,
+        key: PrivateKeyJwt,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        Self::build(
+            base_url,
+            customer_code,
+            |token_uri| ClientAuth::private_key_jwt(key, token_uri),
+            config,
+        )
+    }
+
+    /// Checks the base URL, derives the endpoints and sets up the transport.
+    fn build(
+        base_url: &str,
+        customer_code: &str,
+        auth: impl FnOnce(&Uri) -> ClientAuth,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        if customer_code.is_empty() {
+            return Err(Error::config("the Customer Code must not be empty"));
         }
         let base = base_url.trim().trim_end_matches('/');
         let https = match base.split_once("://").map(|(scheme, _)| scheme) {
@@ -91,14 +136,12 @@ impl Client {
         };
         let token_uri = endpoint("/auth/token")?;
         let customer_uri = endpoint("/customer")?;
-        let basic = SecretHeader::new(&basic_authorization(customer_code, api_key))
-            .ok_or_else(|| Error::config("the credentials cannot be sent in a header"))?;
         let transport = Transport::new(https, &config)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 base_url: base.to_owned(),
                 customer_code: customer_code.to_owned(),
-                basic,
+                auth: auth(&token_uri),
                 token_uri,
                 customer_uri,
                 config,
@@ -154,7 +197,7 @@ impl Client {
             request
                 .headers_mut()
                 .insert(AUTHORIZATION, token.bearer().header());
-            request
+            Ok(request)
         })
         .await
     }
@@ -164,27 +207,33 @@ impl Client {
         self.inner.tokens.get(|| self.fetch_token(deadline)).await
     }
 
-    /// `POST /auth/token` with `client_secret_basic` and the client credentials grant.
+    /// `POST /auth/token` with the client credentials grant.
     async fn fetch_token(&self, deadline: Instant) -> Result<Token, Error> {
-        let inner = &self.inner;
         // Lifetimes count from before the request: never later than the server's clock.
         let sent = Instant::now();
+        let grant = [("grant_type", "client_credentials")];
+        let reply = self
+            .oauth_post(&self.inner.token_uri, &grant, deadline)
+            .await?;
+        Token::parse(&reply.body, sent, self.inner.config.refresh_margin)
+    }
+
+    /// A POST of `params` to an OAuth endpoint with this client's authentication, retried
+    /// on 429, 5xx and connection failures. A 401 means the client's credentials were
+    /// refused: permanent, like any other 4xx.
+    async fn oauth_post(
+        &self,
+        uri: &Uri,
+        params: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let inner = &self.inner;
         let reply = retry::send(&inner.transport, &inner.config, deadline, || {
-            let mut request = request(
-                Method::POST,
-                &inner.token_uri,
-                Bytes::from_static(TOKEN_BODY),
-            );
-            let headers = request.headers_mut();
-            headers.insert(AUTHORIZATION, inner.basic.header());
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(FORM));
-            request
+            inner.auth.request(uri, &inner.customer_code, params)
         })
         .await?;
         match reply.status {
-            status if status.is_success() => {
-                Token::parse(&reply.body, sent, inner.config.refresh_margin)
-            }
+            status if status.is_success() => Ok(reply),
             StatusCode::UNAUTHORIZED => Err(Error::InvalidCredentials {
                 body: ErrorBody::parse(&reply.body),
             }),
@@ -193,7 +242,7 @@ impl Client {
     }
 }
 
-fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+pub(crate) fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri.clone();
@@ -203,23 +252,11 @@ fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
     request
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))`, per RFC 6749 §2.3.1.
-fn basic_authorization(customer_code: &str, api_key: &str) -> String {
-    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", encode(customer_code), encode(api_key));
-    format!("Basic {}", STANDARD.encode(pair))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_encoded_before_base64() {
-        // "a b:c" -> "a+b%3Ac"; "k+/=" -> "k%2B%2F%3D"
-        let expected = format!("Basic {}", STANDARD.encode("a+b%3Ac:k%2B%2F%3D"));
-        assert_eq!(basic_authorization("a b:c", "k+/="), expected);
-    }
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     #[test]
     fn base_url_must_be_http_or_https_with_a_host() {

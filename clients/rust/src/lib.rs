@@ -10,8 +10,9 @@
 //! ```
 //!
 //! What the client does for you:
-//! - obtains an access token with `client_secret_basic`, caches it and refreshes it shortly
-//!   before `expires_in`; concurrent callers share one refresh;
+//! - obtains an access token with `client_secret_basic` (API key) or `private_key_jwt`
+//!   ([`PrivateKeyJwt`], Ed25519 or P-256), caches it and refreshes it shortly before
+//!   `expires_in`; concurrent callers share one refresh;
 //! - on a 401 from a protected call, refreshes the token and retries once;
 //! - on a 429, waits `Retry-After` (capped) and retries with back-off;
 //! - on a 5xx or a connection failure, retries with exponential back-off and full jitter,
@@ -21,10 +22,13 @@
 //! Decisions are made on the HTTP status alone, never on the human error text.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod client;
 mod config;
 mod customer;
 mod error;
+mod pem;
+mod private_key_jwt;
 mod retry;
 mod secret;
 mod token;
@@ -34,3 +38,4 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use customer::Customer;
 pub use error::{Error, ErrorBody};
+pub use private_key_jwt::{JwsAlgorithm, PrivateKeyJwt};
