@@ -1,12 +1,13 @@
-//! The client: credentials, endpoints, the token cache and the protected calls.
+//! The client: credentials, endpoints, the token cache and the calls.
 
 use crate::auth::ClientAuth;
 use crate::config::ClientConfig;
 use crate::customer::Customer;
 use crate::error::{Error, ErrorBody};
+use crate::introspection::Introspection;
 use crate::private_key_jwt::PrivateKeyJwt;
 use crate::retry;
-use crate::token::{Token, TokenCache};
+use crate::token::{AccessToken, Token, TokenCache};
 use crate::transport::{Reply, Transport};
 use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
@@ -31,6 +32,8 @@ struct Inner {
     customer_code: String,
     auth: ClientAuth,
     token_uri: Uri,
+    revoke_uri: Uri,
+    introspect_uri: Uri,
     customer_uri: Uri,
     config: ClientConfig,
     transport: Transport,
@@ -135,6 +138,8 @@ impl Client {
             Ok(uri)
         };
         let token_uri = endpoint("/auth/token")?;
+        let revoke_uri = endpoint("/auth/revoke")?;
+        let introspect_uri = endpoint("/auth/introspect")?;
         let customer_uri = endpoint("/customer")?;
         let transport = Transport::new(https, &config)?;
         Ok(Self {
@@ -143,6 +148,8 @@ impl Client {
                 customer_code: customer_code.to_owned(),
                 auth: auth(&token_uri),
                 token_uri,
+                revoke_uri,
+                introspect_uri,
                 customer_uri,
                 config,
                 transport,
@@ -172,6 +179,52 @@ impl Client {
         } else {
             Err(retry::permanent(&reply))
         }
+    }
+
+    /// A usable access token of this client: the cached one, or a new one fetched now.
+    /// For handing to another component, or to [`Client::introspect`].
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        Ok(self.token(deadline).await?.access_token().clone())
+    }
+
+    /// `POST /auth/revoke` (RFC 7009): revokes `token`. When it is a token of this
+    /// customer, the API ends **every** access token of the customer issued so far,
+    /// including those other clients hold (they get a 401 and fetch a new one).
+    ///
+    /// The API answers 200 whether or not anything was revoked (an unknown token or another
+    /// customer's is not an error), and the client then drops its own cached token: the
+    /// next call fetches a new one. Errors and retries are those of the token request.
+    pub async fn revoke(&self, token: &str) -> Result<(), Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let params = [("token", token), ("token_type_hint", "access_token")];
+        self.oauth_post(&self.inner.revoke_uri, &params, deadline)
+            .await?;
+        self.inner.tokens.clear().await;
+        Ok(())
+    }
+
+    /// Revokes the token this client holds, as [`Client::revoke`] does (so every token of
+    /// the customer issued so far ends), and drops it. `Ok(false)`: the client held no
+    /// token, and no request was made.
+    pub async fn revoke_current_token(&self) -> Result<bool, Error> {
+        let Some(current) = self.inner.tokens.current().await else {
+            return Ok(false);
+        };
+        self.revoke(current.access_token().as_str()).await?;
+        Ok(true)
+    }
+
+    /// `POST /auth/introspect` (RFC 7662): whether `token` is a token of this customer
+    /// that the API would accept right now, and its claims when it is. Anything else,
+    /// another customer's valid token included, is `active: false`. Errors and retries
+    /// are those of the token request.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let reply = self
+            .oauth_post(&self.inner.introspect_uri, &[("token", token)], deadline)
+            .await?;
+        Introspection::parse(&reply.body)
     }
 
     /// A GET with the cached token; on 401 the token is replaced and the call made once more.
