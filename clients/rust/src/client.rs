@@ -1,15 +1,15 @@
-//! The client: credentials, endpoints, the token cache and the protected calls.
+//! The client: credentials, endpoints, the token cache and the calls.
 
+use crate::auth::ClientAuth;
 use crate::config::ClientConfig;
 use crate::customer::Customer;
 use crate::error::{Error, ErrorBody};
+use crate::introspection::Introspection;
+use crate::private_key_jwt::PrivateKeyJwt;
 use crate::retry;
-use crate::secret::SecretHeader;
-use crate::token::{Token, TokenCache};
+use crate::token::{AccessToken, Token, TokenCache};
 use crate::transport::{Reply, Transport};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -17,8 +17,6 @@ use std::fmt;
 use std::sync::Arc;
 use tokio::time::Instant;
 
-const TOKEN_BODY: &[u8] = b"grant_type=client_credentials";
-const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const AGENT: &str = concat!("kiss-customer-api-rust/", env!("CARGO_PKG_VERSION"));
 
@@ -32,8 +30,10 @@ pub struct Client {
 struct Inner {
     base_url: String,
     customer_code: String,
-    basic: SecretHeader,
+    auth: ClientAuth,
     token_uri: Uri,
+    revoke_uri: Uri,
+    introspect_uri: Uri,
     customer_uri: Uri,
     config: ClientConfig,
     transport: Transport,
@@ -42,10 +42,15 @@ struct Inner {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
+        let mut debug = f.debug_struct("Client");
+        debug
             .field("base_url", &self.inner.base_url)
-            .field("customer_code", &self.inner.customer_code)
-            .field("api_key", &"***")
+            .field("customer_code", &self.inner.customer_code);
+        match &self.inner.auth {
+            ClientAuth::SecretBasic(_) => debug.field("api_key", &"***"),
+            ClientAuth::PrivateKeyJwt { key, .. } => debug.field("private_key_jwt", key),
+        };
+        debug
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -67,10 +72,53 @@ impl Client {
         api_key: &str,
         config: ClientConfig,
     ) -> Result<Self, Error> {
-        if customer_code.is_empty() || api_key.is_empty() {
-            return Err(Error::config(
-                "the Customer Code and the API Key must not be empty",
-            ));
+        if api_key.is_empty() {
+            return Err(Error::config("the API Key must not be empty"));
+        }
+        let auth = ClientAuth::secret_basic(customer_code, api_key)?;
+        Self::build(base_url, customer_code, |_| auth, config)
+    }
+
+    /// A client that authenticates with `private_key_jwt` instead of an API key: every
+    /// request to an OAuth endpoint carries a new assertion signed with `key`, whose public
+    /// JWK the operator registered (`customer-admin keys add-jwk`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), kiss_customer_api::Error> {
+    /// use kiss_customer_api::{Client, ClientConfig, PrivateKeyJwt};
+    ///
+    /// let pem = std::fs::read_to_string("key.pem").unwrap_or_default();
+    /// let key = PrivateKeyJwt::from_pem(&pem)?.with_key_id("key_...");
+    /// let client = Client::with_private_key_jwt(
+    ///     "https://api.example.com", "ACME-1", key, ClientConfig::default())?;
+    /// let me = client.customer().await?;
+    /// # let _ = me;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_private_key_jwt(
+        base_url: &str,
+        customer_code: &str,
+        key: PrivateKeyJwt,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        Self::build(
+            base_url,
+            customer_code,
+            |token_uri| ClientAuth::private_key_jwt(key, token_uri),
+            config,
+        )
+    }
+
+    /// Checks the base URL, derives the endpoints and sets up the transport.
+    fn build(
+        base_url: &str,
+        customer_code: &str,
+        auth: impl FnOnce(&Uri) -> ClientAuth,
+        config: ClientConfig,
+    ) -> Result<Self, Error> {
+        if customer_code.is_empty() {
+            return Err(Error::config("the Customer Code must not be empty"));
         }
         let base = base_url.trim().trim_end_matches('/');
         let https = match base.split_once("://").map(|(scheme, _)| scheme) {
@@ -90,16 +138,18 @@ impl Client {
             Ok(uri)
         };
         let token_uri = endpoint("/auth/token")?;
+        let revoke_uri = endpoint("/auth/revoke")?;
+        let introspect_uri = endpoint("/auth/introspect")?;
         let customer_uri = endpoint("/customer")?;
-        let basic = SecretHeader::new(&basic_authorization(customer_code, api_key))
-            .ok_or_else(|| Error::config("the credentials cannot be sent in a header"))?;
         let transport = Transport::new(https, &config)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 base_url: base.to_owned(),
                 customer_code: customer_code.to_owned(),
-                basic,
+                auth: auth(&token_uri),
                 token_uri,
+                revoke_uri,
+                introspect_uri,
                 customer_uri,
                 config,
                 transport,
@@ -131,6 +181,52 @@ impl Client {
         }
     }
 
+    /// A usable access token of this client: the cached one, or a new one fetched now.
+    /// For handing to another component, or to [`Client::introspect`].
+    pub async fn access_token(&self) -> Result<AccessToken, Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        Ok(self.token(deadline).await?.access_token().clone())
+    }
+
+    /// `POST /auth/revoke` (RFC 7009): revokes `token`. When it is a token of this
+    /// customer, the API ends **every** access token of the customer issued so far,
+    /// including those other clients hold (they get a 401 and fetch a new one).
+    ///
+    /// The API answers 200 whether or not anything was revoked (an unknown token or another
+    /// customer's is not an error), and the client then drops its own cached token: the
+    /// next call fetches a new one. Errors and retries are those of the token request.
+    pub async fn revoke(&self, token: &str) -> Result<(), Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let params = [("token", token), ("token_type_hint", "access_token")];
+        self.oauth_post(&self.inner.revoke_uri, &params, deadline)
+            .await?;
+        self.inner.tokens.clear().await;
+        Ok(())
+    }
+
+    /// Revokes the token this client holds, as [`Client::revoke`] does (so every token of
+    /// the customer issued so far ends), and drops it. `Ok(false)`: the client held no
+    /// token, and no request was made.
+    pub async fn revoke_current_token(&self) -> Result<bool, Error> {
+        let Some(current) = self.inner.tokens.current().await else {
+            return Ok(false);
+        };
+        self.revoke(current.access_token().as_str()).await?;
+        Ok(true)
+    }
+
+    /// `POST /auth/introspect` (RFC 7662): whether `token` is a token of this customer
+    /// that the API would accept right now, and its claims when it is. Anything else,
+    /// another customer's valid token included, is `active: false`. Errors and retries
+    /// are those of the token request.
+    pub async fn introspect(&self, token: &str) -> Result<Introspection, Error> {
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let reply = self
+            .oauth_post(&self.inner.introspect_uri, &[("token", token)], deadline)
+            .await?;
+        Introspection::parse(&reply.body)
+    }
+
     /// A GET with the cached token; on 401 the token is replaced and the call made once more.
     async fn authorized_get(&self, uri: &Uri, deadline: Instant) -> Result<Reply, Error> {
         let token = self.token(deadline).await?;
@@ -154,7 +250,7 @@ impl Client {
             request
                 .headers_mut()
                 .insert(AUTHORIZATION, token.bearer().header());
-            request
+            Ok(request)
         })
         .await
     }
@@ -164,27 +260,33 @@ impl Client {
         self.inner.tokens.get(|| self.fetch_token(deadline)).await
     }
 
-    /// `POST /auth/token` with `client_secret_basic` and the client credentials grant.
+    /// `POST /auth/token` with the client credentials grant.
     async fn fetch_token(&self, deadline: Instant) -> Result<Token, Error> {
-        let inner = &self.inner;
         // Lifetimes count from before the request: never later than the server's clock.
         let sent = Instant::now();
+        let grant = [("grant_type", "client_credentials")];
+        let reply = self
+            .oauth_post(&self.inner.token_uri, &grant, deadline)
+            .await?;
+        Token::parse(&reply.body, sent, self.inner.config.refresh_margin)
+    }
+
+    /// A POST of `params` to an OAuth endpoint with this client's authentication, retried
+    /// on 429, 5xx and connection failures. A 401 means the client's credentials were
+    /// refused: permanent, like any other 4xx.
+    async fn oauth_post(
+        &self,
+        uri: &Uri,
+        params: &[(&str, &str)],
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let inner = &self.inner;
         let reply = retry::send(&inner.transport, &inner.config, deadline, || {
-            let mut request = request(
-                Method::POST,
-                &inner.token_uri,
-                Bytes::from_static(TOKEN_BODY),
-            );
-            let headers = request.headers_mut();
-            headers.insert(AUTHORIZATION, inner.basic.header());
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(FORM));
-            request
+            inner.auth.request(uri, &inner.customer_code, params)
         })
         .await?;
         match reply.status {
-            status if status.is_success() => {
-                Token::parse(&reply.body, sent, inner.config.refresh_margin)
-            }
+            status if status.is_success() => Ok(reply),
             StatusCode::UNAUTHORIZED => Err(Error::InvalidCredentials {
                 body: ErrorBody::parse(&reply.body),
             }),
@@ -193,7 +295,7 @@ impl Client {
     }
 }
 
-fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
+pub(crate) fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = uri.clone();
@@ -203,23 +305,11 @@ fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {
     request
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))`, per RFC 6749 §2.3.1.
-fn basic_authorization(customer_code: &str, api_key: &str) -> String {
-    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", encode(customer_code), encode(api_key));
-    format!("Basic {}", STANDARD.encode(pair))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_encoded_before_base64() {
-        // "a b:c" -> "a+b%3Ac"; "k+/=" -> "k%2B%2F%3D"
-        let expected = format!("Basic {}", STANDARD.encode("a+b%3Ac:k%2B%2F%3D"));
-        assert_eq!(basic_authorization("a b:c", "k+/="), expected);
-    }
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     #[test]
     fn base_url_must_be_http_or_https_with_a_host() {

@@ -10,21 +10,28 @@
 //! ```
 //!
 //! What the client does for you:
-//! - obtains an access token with `client_secret_basic`, caches it and refreshes it shortly
-//!   before `expires_in`; concurrent callers share one refresh;
+//! - obtains an access token with `client_secret_basic` (API key) or `private_key_jwt`
+//!   ([`PrivateKeyJwt`], Ed25519 or P-256), caches it and refreshes it shortly before
+//!   `expires_in`; concurrent callers share one refresh;
 //! - on a 401 from a protected call, refreshes the token and retries once;
 //! - on a 429, waits `Retry-After` (capped) and retries with back-off;
 //! - on a 5xx or a connection failure, retries with exponential back-off and full jitter,
 //!   within a bounded number of attempts and a total time budget;
-//! - any other 4xx is permanent and surfaces as a typed [`Error`].
+//! - any other 4xx is permanent and surfaces as a typed [`Error`];
+//! - revokes tokens ([`Client::revoke`], RFC 7009) and asks whether one is live
+//!   ([`Client::introspect`], RFC 7662) with the same authentication and retries.
 //!
 //! Decisions are made on the HTTP status alone, never on the human error text.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod client;
 mod config;
 mod customer;
 mod error;
+mod introspection;
+mod pem;
+mod private_key_jwt;
 mod retry;
 mod secret;
 mod token;
@@ -34,3 +41,6 @@ pub use client::Client;
 pub use config::ClientConfig;
 pub use customer::Customer;
 pub use error::{Error, ErrorBody};
+pub use introspection::{Confirmation, Introspection};
+pub use private_key_jwt::{JwsAlgorithm, PrivateKeyJwt};
+pub use token::AccessToken;

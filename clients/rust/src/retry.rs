@@ -18,11 +18,13 @@ use tokio::time::Instant;
 /// or the attempts or the time up to `deadline` run out.
 ///
 /// Returns that response (2xx, 3xx or a 4xx other than 429) for the caller to interpret.
+/// `build` runs once per attempt (so an attempt can carry a fresh assertion); its error
+/// ends the call.
 pub(crate) async fn send(
     transport: &Transport,
     config: &ClientConfig,
     deadline: Instant,
-    build: impl Fn() -> Request<Full<Bytes>>,
+    build: impl Fn() -> Result<Request<Full<Bytes>>, Error>,
 ) -> Result<Reply, Error> {
     let mut attempts = 0;
     let mut previous: Option<Error> = None;
@@ -31,7 +33,7 @@ pub(crate) async fn send(
         let remaining = deadline.saturating_duration_since(Instant::now());
         let limit = config.request_timeout.min(remaining);
         let backoff = full_jitter(config, attempts);
-        let (error, wait) = match transport.exchange(build(), limit).await {
+        let (error, wait) = match transport.exchange(build()?, limit).await {
             Ok(reply) if reply.status == StatusCode::TOO_MANY_REQUESTS => {
                 let retry_after = retry_after(&reply.headers);
                 let wait =

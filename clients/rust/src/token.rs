@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::secret::SecretHeader;
 use serde::Deserialize;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +14,29 @@ use tokio::time::Instant;
 /// Longest lifetime believed from `expires_in`; a token is refreshed at least this often.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// An access token issued to this client, for code that hands it on (to
+/// [`Client::introspect`](crate::Client::introspect), [`Client::revoke`](crate::Client::revoke)
+/// or another component). `Debug` prints `AccessToken(***)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    /// The token itself: a bearer credential, keep it out of logs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(***)")
+    }
+}
+
 /// An access token ready to send, and when to stop using it.
 #[derive(Debug)]
 pub(crate) struct Token {
+    access_token: AccessToken,
     bearer: SecretHeader,
     refresh_at: Instant,
 }
@@ -24,6 +45,11 @@ impl Token {
     /// The `Authorization` value, `Bearer <token>`.
     pub(crate) fn bearer(&self) -> &SecretHeader {
         &self.bearer
+    }
+
+    /// The token as issued.
+    pub(crate) fn access_token(&self) -> &AccessToken {
+        &self.access_token
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -54,6 +80,7 @@ impl Token {
         let lifetime = Duration::from_secs(issued.expires_in).min(MAX_LIFETIME);
         let usable = lifetime - margin.min(lifetime / 2);
         Ok(Self {
+            access_token: AccessToken(issued.access_token.into()),
             bearer,
             refresh_at: received + usable,
         })
@@ -114,6 +141,20 @@ impl TokenCache {
                 Err(error)
             }
         }
+    }
+
+    /// The cached token, fresh or not, without fetching one.
+    pub(crate) async fn current(&self) -> Option<Arc<Token>> {
+        self.state.lock().await.current.clone()
+    }
+
+    /// Forgets the cached token, whichever it is: after a revocation it is dead. A token
+    /// a fetch in progress brings may have been issued before the revocation too, so
+    /// this waits for that fetch and drops its result as well (at worst one extra fetch).
+    pub(crate) async fn clear(&self) {
+        let mut state = self.state.lock().await;
+        state.current = None;
+        state.last_failure = None;
     }
 
     /// Forgets `rejected` after the API refused it; a token already replaced stays.
@@ -185,5 +226,21 @@ mod tests {
         let token = Token::parse(&issued(3600), Instant::now(), MARGIN);
         let text = format!("{token:?}");
         assert!(!text.contains("a.b.c"), "{text}");
+        let access = token.map(|t| t.access_token().clone());
+        assert!(matches!(access, Ok(ref a) if a.as_str() == "a.b.c"));
+        assert_eq!(format!("{access:?}"), "Ok(AccessToken(***))");
+    }
+
+    #[tokio::test]
+    async fn clear_forgets_the_token_and_current_does_not_fetch() {
+        let cache = TokenCache::default();
+        assert!(cache.current().await.is_none());
+        let fetched = cache
+            .get(|| async { Token::parse(&issued(3600), Instant::now(), MARGIN) })
+            .await;
+        assert!(fetched.is_ok());
+        assert!(cache.current().await.is_some());
+        cache.clear().await;
+        assert!(cache.current().await.is_none());
     }
 }

@@ -2,6 +2,8 @@
 //! records every request, so tests can count token requests and inspect headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod oauth;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
