@@ -4,12 +4,14 @@
 
 pub mod admin;
 pub mod api_key;
+pub mod assertion;
 pub mod aws;
 pub mod config;
 pub mod customer_api;
 pub mod error;
 pub mod handler;
 pub mod http;
+pub mod jwk;
 pub mod jwt;
 pub mod keys;
 pub mod log;
