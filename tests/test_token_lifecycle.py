@@ -36,9 +36,11 @@ def works(stack, token_value, code):
 
 
 def refused_everywhere(stack, token_value, code):
-    """The plain bearer 401 on both customer routes, as for a forged token."""
-    h.assert_bearer_401(h.get_customer(stack, token_value))
-    h.assert_bearer_401(h.get_customer(stack, token_value, f"/customers/{code}"))
+    """The plain bearer 401 on both customer routes, as for a forged token: no rate-limit
+    fields, which would tell the holder that the signature is still good."""
+    for resp in (h.get_customer(stack, token_value), h.get_customer(stack, token_value, f"/customers/{code}")):
+        h.assert_bearer_401(resp)
+        assert "X-RateLimit-Limit" not in resp.headers and "RateLimit" not in resp.headers, h.describe(resp)
 
 
 # -- tokens the API did not issue just now ---------------------------------------------------
@@ -158,6 +160,20 @@ def test_another_customers_or_an_invalid_token_revokes_nothing_and_gets_the_same
         assert (names, content) == (sorted(revoked.headers), revoked.content), what
     refused_everywhere(stack, own, customer.code)
     assert works(stack, others, other.code)
+
+
+def test_revoked_tokens_spend_nothing_of_the_api_quota(stack, customer):
+    revoked = h.access_token(stack, customer.code, customer.api_key)
+    h.assert_revocation_200(h.revoke(stack, customer.code, customer.api_key, revoked))
+    fresh = h.access_token(stack, customer.code, customer.api_key)
+    h.set_limits(stack, customer.code, api_per_minute=3)
+    h.ensure_window_room(20)
+    h.assert_rate_limit_fields(h.get_customer(stack, fresh), "api", 3, 2)
+    for _ in range(10):
+        refused_everywhere(stack, revoked, customer.code)
+    resp = h.get_customer(stack, fresh)
+    assert resp.status_code == 200, h.describe(resp)
+    h.assert_rate_limit_fields(resp, "api", 3, 1)
 
 
 def test_wrong_client_credentials_revoke_nothing(stack, customer):
