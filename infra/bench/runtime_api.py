@@ -162,9 +162,10 @@ class RuntimeApi:
         if done:
             done.set()
 
-    def invoke(self, event_bytes, timeout=30):
-        """Queues one event; returns (kind, body, start, end) once the function answered."""
-        request_id = str(uuid.uuid4())
+    def invoke(self, event_bytes, timeout=30, request_id=None):
+        """Queues one event; returns (kind, body, start, end) once the function answered.
+        `request_id` (default: a new UUID) is the Lambda request id the function sees."""
+        request_id = request_id or str(uuid.uuid4())
         done = threading.Event()
         with self.lock:
             self.waiting[request_id] = done
@@ -185,32 +186,38 @@ class RuntimeApi:
 
 
 # ---------------------------------------------------------------------------- events
-def rest_event(method, path, headers, body=None):
-    """An API Gateway REST (v1) proxy event, stage `Prod`, as the deployed API sends it."""
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "bench/1.0",
-               "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443", **headers}
+def rest_event(method, path, headers, body=None, resource=None, path_parameters=None, base_path=None):
+    """An API Gateway REST (v1) proxy event as the deployed API sends it: `path` is the path
+    inside the API, `resource` the matched resource (default: `path`). Without `base_path` the
+    request came to the execute-api URL (stage `Prod` in `requestContext.path`); with one, to a
+    custom domain whose base-path mapping is `base_path` (e.g. `/v1`), which API Gateway keeps
+    in `path`."""
+    host = "api.example.com" if base_path else "abc123.execute-api.us-east-1.amazonaws.com"
+    headers = {"Host": host, "User-Agent": "bench/1.0", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443",
+               **headers}
+    public_path = f"{base_path}{path}" if base_path else path
     return json.dumps({
-        "resource": path,
-        "path": path,
+        "resource": resource or path,
+        "path": public_path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": None,
+        "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "abc123",
             "resourceId": "res123",
-            "resourcePath": path,
+            "resourcePath": resource or path,
             "httpMethod": method,
-            "path": f"/Prod{path}",
+            "path": public_path if base_path else f"/Prod{path}",
             "stage": "Prod",
             "protocol": "HTTP/1.1",
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
-            "domainName": headers["Host"],
+            "domainName": host,
             "identity": {"sourceIp": "203.0.113.10", "userAgent": "bench/1.0"},
         },
         "body": body,
@@ -237,6 +244,25 @@ def status_of(kind, body):
 
 
 # ---------------------------------------------------------------------------- helpers
+def lambda_env(function_env, name, runtime_api):
+    """A function's environment as Lambda sets it: this process's environment without AWS_,
+    CARGO and RUST variables, then `function_env` (the stack's: endpoints, table, secrets,
+    limits, and the template's AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL when given), then
+    the runtime's own variables. `runtime_api` is host:port[/path]."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CARGO", "RUST"))}
+    env.update(function_env)
+    env.pop("RUST_LOG", None)  # Lambda sets AWS_LAMBDA_LOG_LEVEL, not RUST_LOG
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+    })
+    return env
+
+
 def proc_status(pid, field):
     """VmRSS / VmHWM of a live process in MB (from kB)."""
     with open(f"/proc/{pid}/status") as status:
@@ -299,18 +325,7 @@ class Bench:
 
     def function_env(self, name, runtime_api):
         """The function's environment as Lambda would set it; `runtime_api` is host:port[/path]."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CARGO", "RUST"))}
-        env.update(self.stack.function_env())
-        env.pop("RUST_LOG", None)  # Lambda sets AWS_LAMBDA_LOG_LEVEL, not RUST_LOG
-        env.update({
-            "AWS_LAMBDA_RUNTIME_API": runtime_api,
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-        })
-        return env
+        return lambda_env(self.stack.function_env(), name, runtime_api)
 
     def start(self, name):
         """One process start; returns (process, api, init seconds, RSS MB at the first /next)."""
