@@ -57,6 +57,10 @@ def stack():
             "API_RATE_LIMIT": str(h.SUITE_API_LIMIT),
             "TOKEN_TTL_SECONDS": "3600",
             "KEY_REFRESH_SECONDS": "5",
+            # As the template sets them, at the most verbose allowed LogLevel: the
+            # log-hygiene test (test_logs.py) reads everything the functions write.
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_LAMBDA_LOG_LEVEL": "TRACE",
         },
     )
 

@@ -14,7 +14,12 @@ Per function it measures, in one run, next to baselines measured in the same run
   * the function's CPU time per warm request (all its threads, /proc schedstat), which the
     shared machine's noise barely moves;
   * RSS after init (VmRSS at the first /next) and peak RSS (VmHWM) after --requests;
-  * bootstrap and deployment zip sizes (the binary renamed `bootstrap`, zipfile deflate).
+  * bootstrap and deployment zip sizes (the binary renamed `bootstrap`, zipfile deflate);
+  * a bounded soak: --soak requests (default 50,000) through one fresh process per function,
+    a mix of successes and refusals, every answer checked; peak RSS (VmHWM) after the first
+    --soak-warmup (1,000) and at the end. Growth of 1 MB or more fails the run (exit 1), after
+    every table is printed. Each invocation carries a new X-Ray trace id, as in Lambda;
+    `--soak-trace-ids fixed` sends one value throughout (README, Benchmarks: why).
 Baselines: a no-op Python function on the same Runtime API (harness floor), one raw DynamoDB
 GetItem to moto on a kept-alive connection (I/O floor of a warm request), the two init calls
 (GetSecretValue + GetItem) on new connections (I/O floor of init), and the same requests to the
@@ -22,12 +27,14 @@ same release binaries through `cargo lambda watch --only-lambda-apis` (the emula
 `make run`: HTTP router, API Gateway v2 events, its own Runtime API; nothing is compiled).
 
 Usage: python infra/bench/runtime_api.py [--requests 1000] [--starts 5] [--watch-requests 100]
+                                         [--soak 50000] [--soak-warmup 1000] [--soak-trace-ids unique]
                                          [--bin-dir target/release] [--functions token,customer]
 Run after `cargo build --release -p token -p customer` (`make bench` does both). Needs
 target/debug/customer-admin to seed moto (built if missing). Logs: .local/bench/.
 """
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -57,6 +64,8 @@ FUNCTION_TIMEOUT_MS = 10_000  # template.yaml Globals.Function.Timeout
 MEMORY_MB = 256  # template.yaml MemorySize default
 SIZE_TARGET_MB = 6.0
 RSS_TARGET_MB = 30.0
+SOAK_GROWTH_LIMIT_MB = 1.0
+FIXED_TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
 HIGH_LIMIT = "1000000000"
 
 
@@ -64,8 +73,9 @@ HIGH_LIMIT = "1000000000"
 class RuntimeApi:
     """One local Lambda Runtime API: queue events, hand them to `/next`, collect answers."""
 
-    def __init__(self, function_name):
+    def __init__(self, function_name, fixed_trace_id=None):
         self.function_name = function_name
+        self.fixed_trace_id = fixed_trace_id  # None: a new X-Ray trace id per invocation, as Lambda sends
         self.events = queue.Queue()
         self.lock = threading.Lock()
         self.waiting = {}  # request id -> threading.Event
@@ -120,7 +130,7 @@ class RuntimeApi:
                     "Lambda-Runtime-Deadline-Ms": str(deadline),
                     "Lambda-Runtime-Invoked-Function-Arn":
                         f"arn:aws:lambda:{REGION}:123456789012:function:{api.function_name}",
-                    "Lambda-Runtime-Trace-Id":
+                    "Lambda-Runtime-Trace-Id": api.fixed_trace_id or
                         f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0",
                 })
 
@@ -162,9 +172,10 @@ class RuntimeApi:
         if done:
             done.set()
 
-    def invoke(self, event_bytes, timeout=30):
-        """Queues one event; returns (kind, body, start, end) once the function answered."""
-        request_id = str(uuid.uuid4())
+    def invoke(self, event_bytes, timeout=30, request_id=None):
+        """Queues one event; returns (kind, body, start, end) once the function answered.
+        `request_id` (default: a new UUID) is the Lambda request id the function sees."""
+        request_id = request_id or str(uuid.uuid4())
         done = threading.Event()
         with self.lock:
             self.waiting[request_id] = done
@@ -185,32 +196,38 @@ class RuntimeApi:
 
 
 # ---------------------------------------------------------------------------- events
-def rest_event(method, path, headers, body=None):
-    """An API Gateway REST (v1) proxy event, stage `Prod`, as the deployed API sends it."""
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "bench/1.0",
-               "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443", **headers}
+def rest_event(method, path, headers, body=None, resource=None, path_parameters=None, base_path=None):
+    """An API Gateway REST (v1) proxy event as the deployed API sends it: `path` is the path
+    inside the API, `resource` the matched resource (default: `path`). Without `base_path` the
+    request came to the execute-api URL (stage `Prod` in `requestContext.path`); with one, to a
+    custom domain whose base-path mapping is `base_path` (e.g. `/v1`), which API Gateway keeps
+    in `path`."""
+    host = "api.example.com" if base_path else "abc123.execute-api.us-east-1.amazonaws.com"
+    headers = {"Host": host, "User-Agent": "bench/1.0", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443",
+               **headers}
+    public_path = f"{base_path}{path}" if base_path else path
     return json.dumps({
-        "resource": path,
-        "path": path,
+        "resource": resource or path,
+        "path": public_path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": None,
+        "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "abc123",
             "resourceId": "res123",
-            "resourcePath": path,
+            "resourcePath": resource or path,
             "httpMethod": method,
-            "path": f"/Prod{path}",
+            "path": public_path if base_path else f"/Prod{path}",
             "stage": "Prod",
             "protocol": "HTTP/1.1",
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
-            "domainName": headers["Host"],
+            "domainName": host,
             "identity": {"sourceIp": "203.0.113.10", "userAgent": "bench/1.0"},
         },
         "body": body,
@@ -227,6 +244,34 @@ def lookup_event(access_token):
     return rest_event("GET", "/customer", {"Authorization": f"Bearer {access_token}"})
 
 
+def soak_cases(name, code, key, access_token):
+    """The soak's request mix, cycled: [(label, expected status, event)]. Refusals as well as
+    successes, so what a leak would need (error paths, the 404 fallback) runs as often."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    bearer = {"Authorization": f"Bearer {access_token}"}
+    if name == "token":
+        basic = "Basic " + base64.b64encode(f"{code}:{key}".encode()).decode()
+        return [
+            ("200 client_secret_post", 200, token_event(code, key)),
+            ("200 client_secret_basic", 200, rest_event("POST", "/auth/token", {**form, "Authorization": basic},
+                                                        "grant_type=client_credentials")),
+            ("401 wrong key", 401, token_event(code, "kiss_sk_" + "A" * 49)),
+            ("400 unsupported grant", 400, rest_event("POST", "/auth/token", form, "grant_type=password")),
+        ]
+    return [
+        ("200 /customer", 200, lookup_event(access_token)),
+        ("200 /customers/{code} via /v1", 200, rest_event("GET", f"/customers/{code}", bearer,
+                                                          resource="/customers/{customer_code}",
+                                                          path_parameters={"customer_code": code}, base_path="/v1")),
+        ("404 another code", 404, rest_event("GET", "/customers/OTHER-CODE", bearer,
+                                             resource="/customers/{customer_code}",
+                                             path_parameters={"customer_code": "OTHER-CODE"})),
+        ("401 bad token", 401, rest_event("GET", "/customer", {"Authorization": "Bearer not.a.token"})),
+        ("404 unknown path", 404, rest_event("GET", "/nope", {}, resource="/{proxy+}",
+                                             path_parameters={"proxy": "nope"})),
+    ]
+
+
 def status_of(kind, body):
     if kind != "response":
         return f"{kind}: {body[:200]!r}"
@@ -237,6 +282,25 @@ def status_of(kind, body):
 
 
 # ---------------------------------------------------------------------------- helpers
+def lambda_env(function_env, name, runtime_api):
+    """A function's environment as Lambda sets it: this process's environment without AWS_,
+    CARGO and RUST variables, then `function_env` (the stack's: endpoints, table, secrets,
+    limits, and the template's AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL when given), then
+    the runtime's own variables. `runtime_api` is host:port[/path]."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CARGO", "RUST"))}
+    env.update(function_env)
+    env.pop("RUST_LOG", None)  # Lambda sets AWS_LAMBDA_LOG_LEVEL, not RUST_LOG
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+    })
+    return env
+
+
 def proc_status(pid, field):
     """VmRSS / VmHWM of a live process in MB (from kB)."""
     with open(f"/proc/{pid}/status") as status:
@@ -296,25 +360,15 @@ class Bench:
         self.bin_dir = Path(args.bin_dir).resolve()
         self.results = {}
         self.baselines = {}
+        self.soaks = {}
 
     def function_env(self, name, runtime_api):
         """The function's environment as Lambda would set it; `runtime_api` is host:port[/path]."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CARGO", "RUST"))}
-        env.update(self.stack.function_env())
-        env.pop("RUST_LOG", None)  # Lambda sets AWS_LAMBDA_LOG_LEVEL, not RUST_LOG
-        env.update({
-            "AWS_LAMBDA_RUNTIME_API": runtime_api,
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_MB),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-        })
-        return env
+        return lambda_env(self.stack.function_env(), name, runtime_api)
 
-    def start(self, name):
+    def start(self, name, fixed_trace_id=None):
         """One process start; returns (process, api, init seconds, RSS MB at the first /next)."""
-        api = RuntimeApi(name)
+        api = RuntimeApi(name, fixed_trace_id)
         log = open(STATE_DIR / f"{name}.log", "ab")
         started = time.monotonic()
         process = subprocess.Popen([str(self.bin_dir / name)], env=self.function_env(name, api.address), cwd=ROOT,
@@ -365,6 +419,33 @@ class Bench:
             "peak": peak, "cpu": cpu, "ok": statuses[200] + 1,
         }
         return bodies[-1]
+
+    def soak(self, name, cases):
+        """--soak requests through one fresh process, cycling `cases`; every answer must have
+        its expected status. Records VmHWM after --soak-warmup requests and at the end."""
+        total, warmup = self.args.soak, self.args.soak_warmup
+        fixed = FIXED_TRACE_ID if self.args.soak_trace_ids == "fixed" else None
+        process, api, *_ = self.start(name, fixed)
+        counts = {label: 0 for label, _, _ in cases}
+        started = time.monotonic()
+        try:
+            for i in range(total):
+                label, expected, event = cases[i % len(cases)]
+                kind, body, _, _ = api.invoke(event)
+                status = status_of(kind, body)
+                if status != expected:
+                    raise RuntimeError(f"{name} soak, request {i + 1} ({label}): {status}: {body[:300]!r}")
+                counts[label] += 1
+                if i + 1 == warmup:
+                    peak_warm, rss_warm = proc_status(process.pid, "VmHWM"), proc_status(process.pid, "VmRSS")
+            peak_end, rss_end = proc_status(process.pid, "VmHWM"), proc_status(process.pid, "VmRSS")
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited during the soak")
+        finally:
+            stop_process(process)
+            api.close()
+        self.soaks[name] = {"counts": counts, "peak_warm": peak_warm, "rss_warm": rss_warm, "peak_end": peak_end,
+                            "rss_end": rss_end, "seconds": time.monotonic() - started}
 
     def null_function(self, requests):
         """Harness floor: a Python runtime loop that answers at once, on the same Runtime API."""
@@ -520,11 +601,18 @@ class Bench:
             access_token = json.loads(json.loads(body)["body"])["access_token"]
             if "customer" in self.args.functions:
                 self.run_function("customer", lookup_event(access_token))
+            if self.args.soak:
+                for name in self.args.functions:
+                    print(f"soak: {self.args.soak} requests through {name}", file=sys.stderr, flush=True)
+                    self.soak(name, soak_cases(name, code, key, access_token))
             if self.args.watch_requests:
                 self.watch(self.args.watch_requests, access_token)
         finally:
             stack.stop()
         self.print_tables()
+        grown = [name for name, s in self.soaks.items() if s["peak_end"] - s["peak_warm"] >= SOAK_GROWTH_LIMIT_MB]
+        if grown:
+            sys.exit(f"soak: peak RSS grew by {SOAK_GROWTH_LIMIT_MB:.0f} MB or more in: {', '.join(grown)}")
 
     def print_tables(self):
         n, starts = self.args.requests, self.args.starts
@@ -565,6 +653,19 @@ class Bench:
             size, zipped = bootstrap_sizes(self.bin_dir / name)
             ok = "yes" if size / 1e6 <= SIZE_TARGET_MB else "no"
             print(f"| {name} | {size / 1e6:.2f} MB | {ok} | {zipped / 1e6:.2f} MB |")
+        if self.soaks:
+            total, warmup = self.args.soak, self.args.soak_warmup
+            print(f"\n| Soak (release, one process, {total:,} requests, {self.args.soak_trace_ids} trace ids) | Mix (each answered as expected) "
+                  f"| Peak RSS after {warmup:,} | Peak RSS after {total:,} | Growth (< {SOAK_GROWTH_LIMIT_MB:.0f} MB) "
+                  f"| RSS after {warmup:,} / {total:,} | Wall time |")
+            print("|---|---|---|---|---|---|---|")
+            for name, s in self.soaks.items():
+                mix = ", ".join(f"{label} ×{count:,}" for label, count in s["counts"].items())
+                growth = s["peak_end"] - s["peak_warm"]
+                verdict = "yes" if growth < SOAK_GROWTH_LIMIT_MB else "NO"
+                print(f"| {name} | {mix} | {s['peak_warm']:.2f} MB | {s['peak_end']:.2f} MB "
+                      f"| {growth * 1024:+.0f} kB ({verdict}) | {s['rss_warm']:.2f} / {s['rss_end']:.2f} MB "
+                      f"| {s['seconds']:.0f} s ({total / s['seconds']:.0f} req/s) |")
 
 
 def bootstrap_sizes(binary):
@@ -584,6 +685,13 @@ def main():
     parser.add_argument("--starts", type=int, default=5, help="cold process starts per function (default 5)")
     parser.add_argument("--watch-requests", type=int, default=int(os.environ.get("BENCH_WATCH_REQUESTS", "100")),
                         help="requests per function through `cargo lambda watch`; 0 skips (default 100)")
+    parser.add_argument("--soak", type=int, default=int(os.environ.get("BENCH_SOAK_REQUESTS", "50000")),
+                        help="soak requests per function through one process; 0 skips (default 50000)")
+    parser.add_argument("--soak-warmup", type=int, default=1000,
+                        help="soak requests before the first peak-RSS reading (default 1000)")
+    parser.add_argument("--soak-trace-ids", choices=["unique", "fixed"], default="unique",
+                        help="X-Ray trace id per soak invocation: unique (as Lambda sends, default) or one "
+                             "fixed value (isolates the runtime's per-invocation setenv; README, Benchmarks)")
     parser.add_argument("--bin-dir", default=str(RELEASE),
                         help="directory holding the token and customer binaries (default target/release)")
     parser.add_argument("--functions", default="token,customer",
@@ -594,6 +702,8 @@ def main():
         parser.error("--functions must include token (it issues the customer run's access token)")
     if args.requests < 2 or args.starts < 1:
         parser.error("--requests must be ≥ 2 and --starts ≥ 1")
+    if args.soak and not 0 < args.soak_warmup < args.soak:
+        parser.error("--soak-warmup must be between 0 and --soak")
     Bench(args).run()
 
 

@@ -129,13 +129,19 @@ where
     const FUNCTION: &'static str = "customer";
 
     async fn handle(&self, request: Request, now: u64) -> Handled {
-        let path = request.uri().path().to_owned();
         let is_get = request.method() == http::Method::GET;
-        match path.strip_prefix("/customers/") {
-            _ if is_get && path == "/customer" => {
-                self.customer(&request, None, OWN_ROUTE, now).await
+        // `Some(None)`: the caller's own record; `Some(Some(code))`: the record of `code`.
+        let wanted = match crate::handler::resource(&request) {
+            "/customer" => Some(None),
+            "/customers/{customer_code}" => {
+                crate::handler::path_parameter(&request, "customer_code").map(Some)
             }
-            Some(code) if is_get && !code.is_empty() && !code.contains('/') => {
+            path => path.strip_prefix("/customers/").map(Some),
+        }
+        .filter(|code| code.is_none_or(|c| !c.is_empty() && !c.contains('/')));
+        match wanted {
+            Some(None) if is_get => self.customer(&request, None, OWN_ROUTE, now).await,
+            Some(Some(code)) if is_get => {
                 self.customer(&request, Some(code), CODE_ROUTE, now).await
             }
             _ => Handled::new(

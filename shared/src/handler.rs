@@ -1,6 +1,7 @@
 //! What both functions share around their routes: clock, panic containment, the log line.
 
 use crate::log::{Outcome, RequestSummary};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::future::Future;
 use std::sync::Arc;
@@ -96,6 +97,26 @@ pub async fn serve<A: Api>(api: Arc<A>, request: Request) -> Response<Body> {
     }
     .emit();
     handled.response
+}
+
+/// The route a request is for: the API Gateway resource it matched (`/auth/token`,
+/// `/customers/{customer_code}`, `/{proxy+}`), which stays the same behind a custom domain's
+/// base-path mapping (`/v1/customer` is still the resource `/customer`). Events without a
+/// resource path (HTTP API and `cargo lambda watch` events, whose route key is `$default`)
+/// fall back to the request path.
+pub fn resource(request: &Request) -> &str {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context
+            .resource_path
+            .as_deref()
+            .unwrap_or_else(|| request.uri().path()),
+        _ => request.uri().path(),
+    }
+}
+
+/// A path parameter of the matched resource (`customer_code` of `/customers/{customer_code}`).
+pub fn path_parameter<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+    request.path_parameters_ref().and_then(|p| p.first(name))
 }
 
 /// The request body as bytes, whatever encoding API Gateway used.

@@ -403,7 +403,7 @@ where
 
     async fn handle(&self, request: Request, now: u64) -> Handled {
         let method = request.method().as_str();
-        match (method, request.uri().path()) {
+        match (method, crate::handler::resource(&request)) {
             ("POST", "/auth/token") => self.token(&request, now).await,
             (_, "/auth/token") => oauth_failure(
                 OAuthError::InvalidRequest(text::ONLY_POST),
