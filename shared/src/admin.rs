@@ -105,6 +105,7 @@ pub fn new_customer(
                 api_limit: None,
                 token_counter: Counter::default(),
                 api_counter: Counter::default(),
+                token_epoch: 0,
             },
             api_key,
             key_id,

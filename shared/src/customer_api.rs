@@ -83,6 +83,7 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
         // suspended customer's token is refused without being counted.
         let credential = Credential::Token {
             key_id: &claims.key_id,
+            epoch: claims.epoch,
         };
         let lookup = self
             .store

@@ -29,6 +29,8 @@ pub mod text {
     pub const GRANT_TYPE_REQUIRED: &str = "grant_type is required.";
     pub const MALFORMED_BASIC: &str = "The Authorization header is malformed.";
     pub const TWO_AUTH_METHODS: &str = "Use only one client authentication method.";
+    pub const TOKEN_REQUIRED: &str = "token is required.";
+    pub const ENDPOINT_ONLY_POST: &str = "This endpoint accepts only POST.";
 }
 
 /// Everything the token endpoint can answer with instead of a token (OAuth envelope).

@@ -26,6 +26,10 @@ pub struct AccessClaims {
     pub jti: String,
     /// Id of the API key that authenticated: revoking the key revokes its tokens.
     pub key_id: String,
+    /// The customer's revocation epoch at issue: `POST /auth/revoke` moves it on, which
+    /// revokes every token issued before. Absent in tokens from before revocation existed.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl AccessClaims {
@@ -72,6 +76,7 @@ pub fn sign(
     customer_code: &str,
     scope: &str,
     key_id: &str,
+    epoch: u64,
     now: u64,
 ) -> Result<String, SignError> {
     let (kid, key) = keys.signer(now)?;
@@ -88,6 +93,7 @@ pub fn sign(
         exp: now + settings.ttl_seconds,
         jti: hex(&jti),
         key_id: key_id.to_owned(),
+        epoch,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(TYP.into());
@@ -121,6 +127,24 @@ pub async fn verify<S: KeySource>(
     settings: &TokenSettings,
     now: u64,
 ) -> Result<AccessClaims, VerifyError> {
+    let claims = verify_ignoring_time(token, keys, settings, now).await?;
+    if claims.exp.saturating_add(LEEWAY_SECONDS) < now {
+        return Err(VerifyError::Invalid("expired"));
+    }
+    if claims.nbf > now.saturating_add(LEEWAY_SECONDS) {
+        return Err(VerifyError::Invalid("not yet valid"));
+    }
+    Ok(claims)
+}
+
+/// Everything [`verify`] checks except `exp` and `nbf`: revocation accepts a token this
+/// deployment issued whether or not it has expired.
+pub async fn verify_ignoring_time<S: KeySource>(
+    token: &str,
+    keys: &KeyCache<S>,
+    settings: &TokenSettings,
+    now: u64,
+) -> Result<AccessClaims, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::Invalid("too long"));
     }
@@ -146,18 +170,12 @@ pub async fn verify<S: KeySource>(
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&[&settings.audience]);
     validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-    // Time claims are checked below against the injectable `now`.
+    // Time claims are checked by `verify` against the injectable `now`.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
         .map_err(|_| VerifyError::Invalid("signature or claims"))?;
     let claims = data.claims;
-    if claims.exp.saturating_add(LEEWAY_SECONDS) < now {
-        return Err(VerifyError::Invalid("expired"));
-    }
-    if claims.nbf > now.saturating_add(LEEWAY_SECONDS) {
-        return Err(VerifyError::Invalid("not yet valid"));
-    }
     if claims.client_id != claims.sub {
         return Err(VerifyError::Invalid("client_id"));
     }

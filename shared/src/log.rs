@@ -20,6 +20,9 @@ pub enum Outcome {
     InvalidToken,
     Document,
     ServerError,
+    TokensRevoked,
+    NothingRevoked,
+    Introspected,
 }
 
 impl Outcome {
@@ -36,6 +39,9 @@ impl Outcome {
             Self::InvalidToken => "invalid_token",
             Self::Document => "document",
             Self::ServerError => "server_error",
+            Self::TokensRevoked => "tokens_revoked",
+            Self::NothingRevoked => "nothing_revoked",
+            Self::Introspected => "introspected",
         }
     }
 }

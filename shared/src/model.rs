@@ -80,8 +80,8 @@ impl StoredKey {
 pub enum Credential<'a> {
     /// A presented API key: its public id (derived from the key) and its hash.
     ApiKey { id: &'a str, hash: &'a str },
-    /// A verified access token's `key_id`.
-    Token { key_id: &'a str },
+    /// A verified access token's `key_id` and revocation `epoch`.
+    Token { key_id: &'a str, epoch: u64 },
 }
 
 impl Credential<'_> {
@@ -89,7 +89,7 @@ impl Credential<'_> {
     pub fn key_id(&self) -> &str {
         match self {
             Self::ApiKey { id, .. } => id,
-            Self::Token { key_id } => key_id,
+            Self::Token { key_id, .. } => key_id,
         }
     }
 }
@@ -111,6 +111,9 @@ pub struct Customer {
     pub api_limit: Option<u64>,
     pub token_counter: crate::rate_limit::Counter,
     pub api_counter: crate::rate_limit::Counter,
+    /// Revocation epoch: tokens carry the epoch they were issued in, and `POST /auth/revoke`
+    /// moves it on, so every token issued before stops working at once.
+    pub token_epoch: u64,
 }
 
 impl Customer {
@@ -126,8 +129,9 @@ impl Customer {
         })
     }
 
-    /// Whether the customer is active and `credential` names one of its keys valid at `now`:
-    /// the same rule the store's conditional writes express.
+    /// Whether the customer is active and `credential` names one of its keys valid at `now`
+    /// (a token: of the current revocation epoch): the same rule the store's conditional
+    /// writes express.
     pub fn accepts(&self, credential: &Credential<'_>, now: u64) -> bool {
         let key = self.keys.get(credential.key_id());
         self.status == CustomerStatus::Active
@@ -135,7 +139,7 @@ impl Customer {
                 k.is_valid_at(now)
                     && match credential {
                         Credential::ApiKey { hash, .. } => k.hash == *hash,
-                        Credential::Token { .. } => true,
+                        Credential::Token { epoch, .. } => *epoch == self.token_epoch,
                     }
             })
     }

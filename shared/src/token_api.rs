@@ -8,13 +8,16 @@ use crate::http::{Headers, build, json_response, with_rate_limit};
 use crate::jwt::{self, TokenSettings};
 use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
-use crate::model::{Credential, CustomerCode, DEFAULT_SCOPE};
+use crate::model::{Credential, Customer, CustomerCode, DEFAULT_SCOPE};
+use crate::rate_limit::RateInfo;
 use crate::store::dynamo::DynamoStore;
-use crate::store::{CustomerStore, TokenAuth};
-use crate::token_request::{self, AuthMethod, RawTokenRequest};
+use crate::store::{CustomerStore, Effect, TokenAuth};
+use crate::token_request::{self, AuthMethod, ClientCredentials, RawTokenRequest};
 use lambda_http::{Body, Request, Response};
 
 const TOKEN_ROUTE: &str = "POST /auth/token";
+const REVOKE_ROUTE: &str = "POST /auth/revoke";
+const INTROSPECT_ROUTE: &str = "POST /auth/introspect";
 
 /// The token function's state: built once per instance.
 pub struct TokenApi<S, K> {
@@ -60,6 +63,10 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint": format!("{base}/auth/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint": format!("{base}/auth/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": [DEFAULT_SCOPE],
             "response_types_supported": [],
         })
@@ -90,57 +97,28 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
 
     /// `POST /auth/token`, SPEC §5 steps 2–9.
     async fn token(&self, request: &Request, now: u64) -> Handled {
-        let header = |name: &str| request.headers().get(name).map(|v| v.as_bytes());
-        let raw = RawTokenRequest {
-            content_type: header("content-type"),
-            authorization: header("authorization"),
-            body: body_bytes(request),
-        };
-        let parsed = match token_request::parse(&raw) {
+        let parsed = match token_request::parse(&raw_request(request)) {
             Ok(parsed) => parsed,
-            Err(err) => return oauth_failure(err, None, Outcome::InvalidRequest),
+            Err(err) => return oauth_failure(err, None, TOKEN_ROUTE, Outcome::InvalidRequest),
         };
-        let basic = parsed.method == AuthMethod::Basic;
-        let invalid_client = OAuthError::InvalidClient { basic };
-        // The Customer Code format is public, so refusing a malformed one early reveals nothing.
-        let Some(code) = CustomerCode::parse(&parsed.client_id) else {
-            return oauth_failure(invalid_client, None, Outcome::InvalidClient);
+        let client = ClientCredentials {
+            client_id: parsed.client_id,
+            client_secret: parsed.client_secret,
+            method: parsed.method,
         };
-        // Our keys carry a checksum: one that fails it was never issued, so it is refused
-        // before any I/O, with the same bytes as a wrong key.
-        if !parsed.client_secret.is_well_formed() {
-            return oauth_failure(invalid_client, None, Outcome::InvalidClient);
-        }
-        let (key_id, hash) = (
-            parsed.client_secret.key_id(),
-            parsed.client_secret.hash_hex(),
-        );
-        let credential = Credential::ApiKey {
-            id: &key_id,
-            hash: &hash,
+        let client = match self
+            .authenticate(&client, Effect::Count, TOKEN_ROUTE, now)
+            .await
+        {
+            Ok(client) => client,
+            Err(failed) => return failed,
         };
-        let auth = self
-            .store
-            .authorize_token(&code, credential, now, self.token_limit)
-            .await;
-        let (customer, rate) = match auth {
-            Ok(TokenAuth::Granted { customer, rate }) => (customer, rate),
-            Ok(TokenAuth::InvalidClient) => {
-                return oauth_failure(invalid_client, None, Outcome::InvalidClient);
-            }
-            Ok(TokenAuth::Limited(rate)) => {
-                return oauth_failure(
-                    OAuthError::TooManyRequests,
-                    Some(&rate),
-                    Outcome::RateLimited,
-                )
-                .customer(code.as_str());
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "token request failed in the store");
-                return oauth_failure(OAuthError::ServerError, None, Outcome::ServerError);
-            }
-        };
+        let Authenticated {
+            code,
+            customer,
+            rate,
+            key_id,
+        } = client;
         let granted = match parsed.scope.as_deref().map(token_request::parse_scope) {
             None => Ok(customer.scopes.clone()),
             Some(Ok(asked)) if asked.iter().all(|s| customer.scopes.contains(s)) => Ok(asked),
@@ -149,20 +127,38 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         let scope = match granted {
             Ok(scopes) if !scopes.is_empty() => scopes.join(" "),
             _ => {
-                return oauth_failure(OAuthError::InvalidScope, Some(&rate), Outcome::InvalidScope)
-                    .customer(code.as_str());
+                return oauth_failure(
+                    OAuthError::InvalidScope,
+                    Some(&rate),
+                    TOKEN_ROUTE,
+                    Outcome::InvalidScope,
+                )
+                .customer(code.as_str());
             }
         };
         let signed = match self.keys.current(now).await {
-            Ok(keys) => jwt::sign(&self.settings, &keys, code.as_str(), &scope, &key_id, now),
+            Ok(keys) => jwt::sign(
+                &self.settings,
+                &keys,
+                code.as_str(),
+                &scope,
+                &key_id,
+                customer.token_epoch,
+                now,
+            ),
             Err(err) => Err(err.into()),
         };
         let token = match signed {
             Ok(token) => token,
             Err(err) => {
                 tracing::error!(error = %err, "could not sign a token");
-                return oauth_failure(OAuthError::ServerError, Some(&rate), Outcome::ServerError)
-                    .customer(code.as_str());
+                return oauth_failure(
+                    OAuthError::ServerError,
+                    Some(&rate),
+                    TOKEN_ROUTE,
+                    Outcome::ServerError,
+                )
+                .customer(code.as_str());
             }
         };
         let body = serde_json::json!({
@@ -180,14 +176,222 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         )
         .customer(code.as_str())
     }
+
+    /// Client authentication shared by the OAuth endpoints: one conditional write that
+    /// authenticates, counts in the token bucket and applies `effect`; every failure is the
+    /// endpoint's response.
+    async fn authenticate(
+        &self,
+        client: &ClientCredentials,
+        effect: Effect,
+        route: &'static str,
+        now: u64,
+    ) -> Result<Authenticated, Handled> {
+        let basic = client.method == AuthMethod::Basic;
+        let invalid_client = || {
+            oauth_failure(
+                OAuthError::InvalidClient { basic },
+                None,
+                route,
+                Outcome::InvalidClient,
+            )
+        };
+        // The Customer Code format is public, so refusing a malformed one early reveals nothing.
+        let Some(code) = CustomerCode::parse(&client.client_id) else {
+            return Err(invalid_client());
+        };
+        // Our keys carry a checksum: one that fails it was never issued, so it is refused
+        // before any I/O, with the same bytes as a wrong key.
+        if !client.client_secret.is_well_formed() {
+            return Err(invalid_client());
+        }
+        let (key_id, hash) = (
+            client.client_secret.key_id(),
+            client.client_secret.hash_hex(),
+        );
+        let credential = Credential::ApiKey {
+            id: &key_id,
+            hash: &hash,
+        };
+        let auth = self
+            .store
+            .authorize_token(&code, credential, effect, now, self.token_limit)
+            .await;
+        match auth {
+            Ok(TokenAuth::Granted { customer, rate }) => Ok(Authenticated {
+                code,
+                customer,
+                rate,
+                key_id,
+            }),
+            Ok(TokenAuth::InvalidClient) => Err(invalid_client()),
+            Ok(TokenAuth::Limited(rate)) => Err(oauth_failure(
+                OAuthError::TooManyRequests,
+                Some(&rate),
+                route,
+                Outcome::RateLimited,
+            )
+            .customer(code.as_str())),
+            Err(err) => {
+                tracing::error!(error = %err, "client authentication failed in the store");
+                Err(oauth_failure(
+                    OAuthError::ServerError,
+                    None,
+                    route,
+                    Outcome::ServerError,
+                ))
+            }
+        }
+    }
+
+    /// `POST /auth/revoke` (RFC 7009): an access token this client was issued, expired or
+    /// not, revokes every token of the customer issued so far, in the counting write itself.
+    /// Anything else (invalid, unknown, another customer's) revokes nothing; the answer is the
+    /// same empty 200 either way.
+    async fn revoke(&self, request: &Request, now: u64) -> Handled {
+        let operation = match token_request::parse_token_operation(&raw_request(request)) {
+            Ok(operation) => operation,
+            Err(err) => return oauth_failure(err, None, REVOKE_ROUTE, Outcome::InvalidRequest),
+        };
+        let own_token = match jwt::verify_ignoring_time(
+            &operation.token,
+            &self.keys,
+            &self.settings,
+            now,
+        )
+        .await
+        {
+            Ok(claims) => claims.sub == operation.client.client_id,
+            Err(jwt::VerifyError::Invalid(_)) => false,
+            Err(jwt::VerifyError::Keys(err)) => {
+                tracing::error!(error = %err, "verification keys unavailable");
+                return oauth_failure(
+                    OAuthError::ServerError,
+                    None,
+                    REVOKE_ROUTE,
+                    Outcome::ServerError,
+                );
+            }
+        };
+        let effect = if own_token {
+            Effect::RevokeTokens
+        } else {
+            Effect::Count
+        };
+        let client = match self
+            .authenticate(&operation.client, effect, REVOKE_ROUTE, now)
+            .await
+        {
+            Ok(client) => client,
+            Err(failed) => return failed,
+        };
+        let mut headers = Headers::token();
+        headers.retain(|(name, _)| *name != "content-type");
+        with_rate_limit(&mut headers, Some(&client.rate), false);
+        let outcome = if own_token {
+            Outcome::TokensRevoked
+        } else {
+            Outcome::NothingRevoked
+        };
+        Handled::new(build(200, Body::Empty, headers), REVOKE_ROUTE, outcome)
+            .customer(client.code.as_str())
+    }
+
+    /// `POST /auth/introspect` (RFC 7662): active only for a token of the calling customer
+    /// that `GET /customer` would accept right now, judged on the item the counting write
+    /// returned (key, status, revocation epoch).
+    async fn introspect(&self, request: &Request, now: u64) -> Handled {
+        let operation = match token_request::parse_token_operation(&raw_request(request)) {
+            Ok(operation) => operation,
+            Err(err) => {
+                return oauth_failure(err, None, INTROSPECT_ROUTE, Outcome::InvalidRequest);
+            }
+        };
+        let client = match self
+            .authenticate(&operation.client, Effect::Count, INTROSPECT_ROUTE, now)
+            .await
+        {
+            Ok(client) => client,
+            Err(failed) => return failed,
+        };
+        let claims = match jwt::verify(&operation.token, &self.keys, &self.settings, now).await {
+            Ok(claims) => Some(claims),
+            Err(jwt::VerifyError::Invalid(_)) => None,
+            Err(jwt::VerifyError::Keys(err)) => {
+                tracing::error!(error = %err, "verification keys unavailable");
+                return oauth_failure(
+                    OAuthError::ServerError,
+                    Some(&client.rate),
+                    INTROSPECT_ROUTE,
+                    Outcome::ServerError,
+                )
+                .customer(client.code.as_str());
+            }
+        };
+        let live = claims.filter(|claims| {
+            claims.sub == client.code.as_str()
+                && claims.has_scope(DEFAULT_SCOPE)
+                && client.customer.accepts(
+                    &Credential::Token {
+                        key_id: &claims.key_id,
+                        epoch: claims.epoch,
+                    },
+                    now,
+                )
+        });
+        let body = match &live {
+            Some(claims) => serde_json::json!({
+                "active": true,
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "sub": claims.sub,
+                "iss": claims.iss,
+                "aud": claims.aud,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "nbf": claims.nbf,
+                "jti": claims.jti,
+                "token_type": "Bearer",
+            }),
+            None => serde_json::json!({ "active": false }),
+        };
+        let mut headers = Headers::token();
+        with_rate_limit(&mut headers, Some(&client.rate), false);
+        Handled::new(
+            json_response(200, &body, headers),
+            INTROSPECT_ROUTE,
+            Outcome::Introspected,
+        )
+        .customer(client.code.as_str())
+    }
 }
 
 fn oauth_failure(
     err: OAuthError,
-    rate: Option<&crate::rate_limit::RateInfo>,
+    rate: Option<&RateInfo>,
+    route: &'static str,
     outcome: Outcome,
 ) -> Handled {
-    Handled::new(err.response(rate), TOKEN_ROUTE, outcome)
+    Handled::new(err.response(rate), route, outcome)
+}
+
+/// The parts of a request the OAuth endpoints read.
+fn raw_request(request: &Request) -> RawTokenRequest<'_> {
+    let header = |name: &str| request.headers().get(name).map(|v| v.as_bytes());
+    RawTokenRequest {
+        content_type: header("content-type"),
+        authorization: header("authorization"),
+        body: body_bytes(request),
+    }
+}
+
+/// A client that authenticated and was counted.
+struct Authenticated {
+    code: CustomerCode,
+    customer: Box<Customer>,
+    rate: RateInfo,
+    /// Id of the key that authenticated.
+    key_id: String,
 }
 
 impl<S, K> Api for TokenApi<S, K>
@@ -204,6 +408,21 @@ where
             (_, "/auth/token") => oauth_failure(
                 OAuthError::InvalidRequest(text::ONLY_POST),
                 None,
+                TOKEN_ROUTE,
+                Outcome::InvalidRequest,
+            ),
+            ("POST", "/auth/revoke") => self.revoke(&request, now).await,
+            ("POST", "/auth/introspect") => self.introspect(&request, now).await,
+            (_, "/auth/revoke") => oauth_failure(
+                OAuthError::InvalidRequest(text::ENDPOINT_ONLY_POST),
+                None,
+                REVOKE_ROUTE,
+                Outcome::InvalidRequest,
+            ),
+            (_, "/auth/introspect") => oauth_failure(
+                OAuthError::InvalidRequest(text::ENDPOINT_ONLY_POST),
+                None,
+                INTROSPECT_ROUTE,
                 Outcome::InvalidRequest,
             ),
             ("GET", "/.well-known/jwks.json") => self.jwks(now).await,

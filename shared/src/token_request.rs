@@ -173,32 +173,42 @@ pub fn parse_scope(raw: &str) -> Result<Vec<String>, OAuthError> {
     Ok(scopes)
 }
 
-/// Checks 2–6 of SPEC §5 (the method is routed before). Credentials are not verified here.
-pub fn parse(raw: &RawTokenRequest<'_>) -> Result<TokenRequest, OAuthError> {
-    if raw.body.len() > MAX_BODY_BYTES {
-        return Err(invalid(text::BODY_TOO_LARGE));
-    }
-    let format = body_format(raw.content_type).ok_or_else(|| invalid(text::BAD_CONTENT_TYPE))?;
-    let pairs = parameters(&format, raw.body)?;
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(seen, _)| seen == name) {
-            return Err(invalid(text::REPEATED_PARAMETER));
+/// A body's parameters after the checks every OAuth endpoint shares: size, content type,
+/// syntax, no repeated parameter.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn read(raw: &RawTokenRequest<'_>) -> Result<Self, OAuthError> {
+        if raw.body.len() > MAX_BODY_BYTES {
+            return Err(invalid(text::BODY_TOO_LARGE));
         }
+        let format =
+            body_format(raw.content_type).ok_or_else(|| invalid(text::BAD_CONTENT_TYPE))?;
+        let pairs = parameters(&format, raw.body)?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(seen, _)| seen == name) {
+                return Err(invalid(text::REPEATED_PARAMETER));
+            }
+        }
+        Ok(Self(pairs))
     }
-    // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
-    let param = |name: &str| {
-        pairs
+
+    /// A parameter's value; RFC 6749 §3.1: a parameter sent without a value is omitted.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(n, v)| n == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
-    };
-    match param("grant_type") {
-        None => return Err(invalid(text::GRANT_TYPE_REQUIRED)),
-        Some("client_credentials") => {}
-        Some(_) => return Err(OAuthError::UnsupportedGrantType),
     }
+}
+
+/// Client authentication of any OAuth endpoint: Basic or the body, exactly one of them.
+fn client_credentials(
+    raw: &RawTokenRequest<'_>,
+    params: &Params,
+) -> Result<ClientCredentials, OAuthError> {
     let basic = basic_credentials(raw.authorization)?;
-    let (body_id, body_secret) = (param("client_id"), param("client_secret"));
+    let (body_id, body_secret) = (params.get("client_id"), params.get("client_secret"));
     let (client_id, client_secret, method) = match basic {
         Some((id, secret)) => {
             // client_id may repeat the Basic id (some libraries send it); a secret may not.
@@ -216,10 +226,66 @@ pub fn parse(raw: &RawTokenRequest<'_>) -> Result<TokenRequest, OAuthError> {
     if client_id.is_empty() || client_secret.is_empty() {
         return Err(invalid(text::CREDENTIALS_REQUIRED));
     }
-    Ok(TokenRequest {
+    Ok(ClientCredentials {
         client_id,
         client_secret: ApiKey::presented(&client_secret),
         method,
-        scope: param("scope").map(str::to_owned),
+    })
+}
+
+/// Checks 2–6 of the token endpoint (the method is routed before). Credentials are not
+/// verified here.
+pub fn parse(raw: &RawTokenRequest<'_>) -> Result<TokenRequest, OAuthError> {
+    let params = Params::read(raw)?;
+    match params.get("grant_type") {
+        None => return Err(invalid(text::GRANT_TYPE_REQUIRED)),
+        Some("client_credentials") => {}
+        Some(_) => return Err(OAuthError::UnsupportedGrantType),
+    }
+    let client = client_credentials(raw, &params)?;
+    Ok(TokenRequest {
+        client_id: client.client_id,
+        client_secret: client.client_secret,
+        method: client.method,
+        scope: params.get("scope").map(str::to_owned),
+    })
+}
+
+/// The client's credentials as presented (not yet verified).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: ApiKey,
+    pub method: AuthMethod,
+}
+
+/// A well-formed revocation (RFC 7009) or introspection (RFC 7662) request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenOperation {
+    pub client: ClientCredentials,
+    /// The `token` parameter: never logged.
+    pub token: String,
+}
+
+impl fmt::Debug for TokenOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenOperation")
+            .field("client", &self.client)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+/// Checks of `POST /auth/revoke` and `POST /auth/introspect`: the shared body checks, one
+/// client authentication method, then `token` (`token_type_hint` is optional and ignored).
+pub fn parse_token_operation(raw: &RawTokenRequest<'_>) -> Result<TokenOperation, OAuthError> {
+    let params = Params::read(raw)?;
+    let client = client_credentials(raw, &params)?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| invalid(text::TOKEN_REQUIRED))?;
+    Ok(TokenOperation {
+        client,
+        token: token.to_owned(),
     })
 }

@@ -11,7 +11,7 @@ use shared::keys::{KeyCache, KeyDocument, SecretsManagerSource};
 use shared::model::{Credential, CustomerCode, CustomerStatus};
 use shared::rate_limit::window_start;
 use shared::store::dynamo::DynamoStore;
-use shared::store::{CustomerStore, Lookup, StoreError, TokenAuth};
+use shared::store::{CustomerStore, Effect, Lookup, StoreError, TokenAuth};
 use std::sync::Arc;
 
 struct Setup {
@@ -35,6 +35,7 @@ impl Setup {
     fn token(&self) -> Credential<'_> {
         Credential::Token {
             key_id: &self.key_id,
+            epoch: 0,
         }
     }
 }
@@ -113,7 +114,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
     let before = s.calls.get();
     let first = s
         .store
-        .authorize_token(&s.code, s.key(), now, 20)
+        .authorize_token(&s.code, s.key(), Effect::Count, now, 20)
         .await
         .unwrap();
     assert_eq!(
@@ -128,7 +129,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
     let before = s.calls.get();
     let second = s
         .store
-        .authorize_token(&s.code, s.key(), now + 1, 20)
+        .authorize_token(&s.code, s.key(), Effect::Count, now + 1, 20)
         .await
         .unwrap();
     assert!(matches!(second, TokenAuth::Granted { ref rate, .. } if rate.remaining == 18));
@@ -145,7 +146,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
         let before = s.calls.get();
         let outcome = s
             .store
-            .authorize_token(&code, key, now + 2, 20)
+            .authorize_token(&code, key, Effect::Count, now + 2, 20)
             .await
             .unwrap();
         assert!(matches!(outcome, TokenAuth::InvalidClient));
@@ -161,7 +162,7 @@ async fn token_authorization_is_one_call_in_the_steady_state() {
         .unwrap();
     let suspended = s
         .store
-        .authorize_token(&s.code, s.key(), now + 3, 20)
+        .authorize_token(&s.code, s.key(), Effect::Count, now + 3, 20)
         .await
         .unwrap();
     assert!(matches!(suspended, TokenAuth::InvalidClient));
@@ -172,7 +173,7 @@ async fn wrong_credentials_x100_leave_the_quota_untouched() {
     let s = setup().await;
     let now = window_start(NOW) + 1;
     s.store
-        .authorize_token(&s.code, s.key(), now, 20)
+        .authorize_token(&s.code, s.key(), Effect::Count, now, 20)
         .await
         .unwrap();
     let wrong = "0".repeat(64);
@@ -183,7 +184,7 @@ async fn wrong_credentials_x100_leave_the_quota_untouched() {
         };
         let outcome = s
             .store
-            .authorize_token(&s.code, wrong_key, now, 20)
+            .authorize_token(&s.code, wrong_key, Effect::Count, now, 20)
             .await
             .unwrap();
         assert!(matches!(outcome, TokenAuth::InvalidClient));
@@ -208,7 +209,7 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     for _ in 0..2 {
         assert!(matches!(
             s.store
-                .authorize_token(&s.code, s.key(), now, 20)
+                .authorize_token(&s.code, s.key(), Effect::Count, now, 20)
                 .await
                 .unwrap(),
             TokenAuth::Granted { .. }
@@ -217,7 +218,7 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     let before = s.calls.get();
     let limited = s
         .store
-        .authorize_token(&s.code, s.key(), now, 20)
+        .authorize_token(&s.code, s.key(), Effect::Count, now, 20)
         .await
         .unwrap();
     assert!(matches!(limited, TokenAuth::Limited(ref r) if r.limit == 2 && r.remaining == 0));
@@ -235,7 +236,7 @@ async fn a_rejected_request_writes_nothing_and_overrides_apply_next_request() {
     s.store.set_limits(&s.code, Some(3), None).await.unwrap();
     assert!(matches!(
         s.store
-            .authorize_token(&s.code, s.key(), now, 20)
+            .authorize_token(&s.code, s.key(), Effect::Count, now, 20)
             .await
             .unwrap(),
         TokenAuth::Granted { .. }
@@ -281,7 +282,10 @@ async fn concurrent_tokens(store: &Arc<DynamoStore>, s: &Setup, n: usize, now: u
                 id: &id,
                 hash: &hash,
             };
-            store.authorize_token(&code, key, now, 20).await.unwrap()
+            store
+                .authorize_token(&code, key, Effect::Count, now, 20)
+                .await
+                .unwrap()
         });
     }
     let mut granted = 0;
@@ -327,7 +331,10 @@ async fn two_hundred_parallel_lookups_admit_exactly_one_hundred_twenty() {
     for _ in 0..200 {
         let (store, code, id) = (store.clone(), s.code.clone(), s.key_id.clone());
         tasks.spawn(async move {
-            let token = Credential::Token { key_id: &id };
+            let token = Credential::Token {
+                key_id: &id,
+                epoch: 0,
+            };
             store.lookup(&code, token, now, 120).await.unwrap()
         });
     }
@@ -362,7 +369,15 @@ async fn malformed_items_are_errors_not_guesses() {
     let code = CustomerCode::parse("BROKEN").unwrap();
     assert!(matches!(
         store
-            .lookup(&code, Credential::Token { key_id: "key_x" }, NOW, 120)
+            .lookup(
+                &code,
+                Credential::Token {
+                    key_id: "key_x",
+                    epoch: 0
+                },
+                NOW,
+                120
+            )
             .await,
         Err(StoreError::Malformed(_))
     ));

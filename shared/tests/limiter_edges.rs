@@ -8,6 +8,7 @@ mod common;
 
 use common::moto;
 use common::*;
+use lambda_http::Body;
 use shared::admin;
 use shared::api_key::ApiKey;
 use shared::customer_api::CustomerApi;
@@ -16,7 +17,7 @@ use shared::model::{Credential, CustomerCode};
 use shared::rate_limit::WINDOW_SECONDS;
 use shared::store::dynamo::DynamoStore;
 use shared::store::memory::MemoryStore;
-use shared::store::{CustomerStore, Lookup, TokenAuth};
+use shared::store::{CustomerStore, Effect, Lookup, TokenAuth};
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 
@@ -54,7 +55,10 @@ async fn lookups_on_both_sides<S: CustomerStore + 'static>(
         let now = if i % 2 == 0 { EDGE - 1 } else { EDGE + 1 };
         let (store, code, id) = (store.clone(), c.code.clone(), c.key_id.clone());
         tasks.spawn(async move {
-            let token = Credential::Token { key_id: &id };
+            let token = Credential::Token {
+                key_id: &id,
+                epoch: 0,
+            };
             (now, store.lookup(&code, token, now, limit).await.unwrap())
         });
     }
@@ -73,7 +77,10 @@ async fn lookups_on_both_sides<S: CustomerStore + 'static>(
 
 /// Two instances, clocks one second either side of a window boundary, one item.
 async fn window_edge_admission<S: CustomerStore + 'static>(store: Arc<S>, c: &Customer) {
-    let token = Credential::Token { key_id: &c.key_id };
+    let token = Credential::Token {
+        key_id: &c.key_id,
+        epoch: 0,
+    };
     for _ in 0..3 {
         let early = store.lookup(&c.code, token, EDGE - 2, 5).await.unwrap();
         assert!(matches!(early, Lookup::Found { .. }), "{early:?}");
@@ -98,7 +105,10 @@ async fn window_edge_admission<S: CustomerStore + 'static>(store: Arc<S>, c: &Cu
     for i in 0..20u64 {
         let (store, code, id) = (store.clone(), c.code.clone(), c.key_id.clone());
         tasks.spawn(async move {
-            let token = Credential::Token { key_id: &id };
+            let token = Credential::Token {
+                key_id: &id,
+                epoch: 0,
+            };
             let now = next - 1 + 2 * (i % 2);
             store.lookup(&code, token, now, 5).await.unwrap()
         });
@@ -138,10 +148,13 @@ async fn token_bucket_at_the_window_edge_on_dynamodb() {
         id: &c.key_id,
         hash: &hash,
     };
-    let ahead = store.authorize_token(&c.code, key, EDGE, 2).await.unwrap();
+    let ahead = store
+        .authorize_token(&c.code, key, Effect::Count, EDGE, 2)
+        .await
+        .unwrap();
     assert!(matches!(ahead, TokenAuth::Granted { .. }));
     let behind = store
-        .authorize_token(&c.code, key, EDGE - 1, 2)
+        .authorize_token(&c.code, key, Effect::Count, EDGE - 1, 2)
         .await
         .unwrap();
     assert!(
@@ -149,7 +162,7 @@ async fn token_bucket_at_the_window_edge_on_dynamodb() {
         "{behind:?}"
     );
     let over = store
-        .authorize_token(&c.code, key, EDGE - 1, 2)
+        .authorize_token(&c.code, key, Effect::Count, EDGE - 1, 2)
         .await
         .unwrap();
     assert!(matches!(over, TokenAuth::Limited(ref r) if r.reset == WINDOW_SECONDS + 1));
@@ -274,4 +287,54 @@ async fn malformed_or_checksum_failing_keys_cost_no_dynamodb_call() {
         assert_eq!(response.headers(), reference.headers());
     }
     assert_eq!(m.calls.get() - before, 0, "refused before any I/O");
+}
+
+#[tokio::test]
+async fn revocation_is_one_write_and_lookups_enforce_it_in_their_one_call() {
+    let m = Moto::new().await;
+    let old = m.token_for(&m.c.key, NOW).await;
+    let client = format!("client_id={CODE}&client_secret={}", m.c.key.expose());
+    let post = |path: &'static str, body: String| {
+        request(
+            "POST",
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Body::Text(body),
+        )
+    };
+    let opened = call(&m.customer, get_with_token("/customer", &old), NOW).await;
+    assert_eq!(opened.status(), 200, "opens the api window");
+    let before = m.calls.get();
+    let revoked = call(
+        &m.token,
+        post("/auth/revoke", format!("{client}&token={old}")),
+        NOW,
+    )
+    .await;
+    assert_eq!(
+        (revoked.status().as_u16(), text(&revoked)),
+        (200, String::new())
+    );
+    assert_eq!(m.calls.get() - before, 1, "revocation: one UpdateItem");
+    let before = m.calls.get();
+    assert_bearer_401(&call(&m.customer, get_with_token("/customer", &old), NOW).await);
+    assert_eq!(m.calls.get() - before, 1);
+    let fresh = m.token_for(&m.c.key, NOW).await;
+    let before = m.calls.get();
+    let found = call(&m.customer, get_with_token("/customer", &fresh), NOW).await;
+    assert_eq!(found.status(), 200);
+    let introspected = call(
+        &m.token,
+        post("/auth/introspect", format!("{client}&token={fresh}")),
+        NOW,
+    )
+    .await;
+    assert_eq!(json(&introspected)["active"], true);
+    assert_eq!(
+        m.calls.get() - before,
+        2,
+        "lookup and introspection: one call each"
+    );
+    let item = m.store.get(&m.c.code).await.unwrap().unwrap();
+    assert_eq!(item.token_epoch, 1);
 }

@@ -11,7 +11,8 @@
 
 use super::item::{self, Item, bucket_attr, from_item};
 use super::{
-    CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
+    CustomerStore, Effect, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome,
+    token_outcome,
 };
 use crate::model::{Credential, Customer, CustomerCode, CustomerStatus, StoredKey};
 use crate::rate_limit::{Admission, Bucket, window_start};
@@ -35,6 +36,18 @@ pub struct DynamoStore {
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(err).to_string())
+}
+
+/// One request to count: whose item, which bucket, the credential to re-check, what else to
+/// do, and the clock and default limit it is judged by.
+#[derive(Clone, Copy)]
+struct Counted<'a> {
+    code: &'a CustomerCode,
+    bucket: Bucket,
+    credential: Credential<'a>,
+    effect: Effect,
+    now: u64,
+    default_limit: u64,
 }
 
 /// Outcome of one conditional write.
@@ -65,15 +78,15 @@ impl DynamoStore {
     }
 
     /// One conditional `UpdateItem` of the count or reset form.
-    async fn write(
-        &self,
-        code: &CustomerCode,
-        bucket: Bucket,
-        credential: Credential<'_>,
-        form: Admission,
-        now: u64,
-        default_limit: u64,
-    ) -> Result<Write, StoreError> {
+    async fn write(&self, request: Counted<'_>, form: Admission) -> Result<Write, StoreError> {
+        let Counted {
+            code,
+            bucket,
+            credential,
+            effect,
+            now,
+            default_limit,
+        } = request;
         let mut names = HashMap::from([
             ("#pk".to_owned(), item::CODE.to_owned()),
             ("#w".to_owned(), bucket_attr(bucket, "window")),
@@ -101,14 +114,26 @@ impl DynamoStore {
             "attribute_exists(#pk) AND #s = :active AND attribute_exists(#k.#kid) \
              AND (attribute_not_exists(#k.#kid.#e) OR #k.#kid.#e > :now)",
         );
-        if let Credential::ApiKey { hash, .. } = credential {
-            names.insert("#hs".into(), item::KEY_HASH.into());
-            values.insert(":hash".into(), AttributeValue::S(hash.into()));
-            condition.push_str(" AND #k.#kid.#hs = :hash");
+        match credential {
+            Credential::ApiKey { hash, .. } => {
+                names.insert("#hs".into(), item::KEY_HASH.into());
+                values.insert(":hash".into(), AttributeValue::S(hash.into()));
+                condition.push_str(" AND #k.#kid.#hs = :hash");
+            }
+            Credential::Token { epoch, .. } => {
+                names.insert("#ep".into(), item::TOKEN_EPOCH.into());
+                values.insert(":ep".into(), AttributeValue::N(epoch.to_string()));
+                condition.push_str(if epoch == 0 {
+                    " AND (attribute_not_exists(#ep) OR #ep = :ep)"
+                } else {
+                    " AND #ep = :ep"
+                });
+            }
         }
-        let update = if form == Admission::NewWindow {
+        let (mut sets, mut adds) = (Vec::new(), Vec::new());
+        if form == Admission::NewWindow {
             condition.push_str(" AND (attribute_not_exists(#w) OR #w < :win)");
-            "SET #w = :win, #c = :one"
+            sets.push("#w = :win, #c = :one");
         } else {
             // `>=`: a window another instance already opened ahead of our clock counts too.
             names.insert("#l".into(), bucket_attr(bucket, "limit"));
@@ -116,14 +141,25 @@ impl DynamoStore {
             condition.push_str(
                 " AND #w >= :win AND ((attribute_not_exists(#l) AND #c < :def) OR #c < #l)",
             );
-            "ADD #c :one"
-        };
+            adds.push("#c :one");
+        }
+        if effect == Effect::RevokeTokens {
+            names.insert("#ep".into(), item::TOKEN_EPOCH.into());
+            adds.push("#ep :one");
+        }
+        let mut update = String::new();
+        if !sets.is_empty() {
+            update = format!("SET {}", sets.join(", "));
+        }
+        if !adds.is_empty() {
+            update = format!("{update} ADD {}", adds.join(", "));
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(item::CODE, AttributeValue::S(code.as_str().into()))
-            .update_expression(update)
+            .update_expression(update.trim_start())
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -146,18 +182,18 @@ impl DynamoStore {
     /// Counts one request; returns the judgement that ended it and the item it saw.
     async fn count(
         &self,
-        code: &CustomerCode,
-        bucket: Bucket,
-        credential: Credential<'_>,
-        now: u64,
-        default_limit: u64,
+        request: Counted<'_>,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
+        let Counted {
+            bucket,
+            credential,
+            now,
+            default_limit,
+            ..
+        } = request;
         let mut form = Admission::Count;
         for _ in 0..MAX_ROUNDS {
-            match self
-                .write(code, bucket, credential, form, now, default_limit)
-                .await?
-            {
+            match self.write(request, form).await? {
                 Write::Done(new) => {
                     let customer = from_item(&new)?;
                     let judgement = Judgement::Rate {
@@ -356,11 +392,19 @@ impl CustomerStore for DynamoStore {
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
         let (judgement, item) = self
-            .count(code, Bucket::Token, key, now, default_limit)
+            .count(Counted {
+                code,
+                bucket: Bucket::Token,
+                credential: key,
+                effect,
+                now,
+                default_limit,
+            })
             .await?;
         Ok(token_outcome(judgement, item, now))
     }
@@ -373,7 +417,14 @@ impl CustomerStore for DynamoStore {
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
         let (judgement, item) = self
-            .count(code, Bucket::Api, key, now, default_limit)
+            .count(Counted {
+                code,
+                bucket: Bucket::Api,
+                credential: key,
+                effect: Effect::Count,
+                now,
+                default_limit,
+            })
             .await?;
         Ok(lookup_outcome(judgement, item, now))
     }

@@ -20,6 +20,8 @@ pub const SCOPES: &str = "scopes";
 pub const KEYS: &str = "api_keys";
 pub const KEY_HASH: &str = "hash";
 pub const KEY_EXPIRES: &str = "expires_at";
+/// Revocation epoch (absent = 0), moved on by `POST /auth/revoke`.
+pub const TOKEN_EPOCH: &str = "token_epoch";
 
 /// Attribute of a bucket's window start, count or limit override.
 pub fn bucket_attr(bucket: Bucket, what: &str) -> String {
@@ -156,5 +158,6 @@ pub fn from_item(item: &Item) -> Result<Customer, StoreError> {
         api_limit: get_n(item, &bucket_attr(Bucket::Api, "limit"))?,
         token_counter: counter(Bucket::Token)?,
         api_counter: counter(Bucket::Api)?,
+        token_epoch: get_n(item, TOKEN_EPOCH)?.unwrap_or(0),
     })
 }

@@ -1,7 +1,8 @@
 //! In-memory store for fast unit tests: the same decisions as DynamoDB under one lock.
 
 use super::{
-    CustomerStore, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome, token_outcome,
+    CustomerStore, Effect, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome,
+    token_outcome,
 };
 use crate::model::{Credential, Customer, CustomerCode};
 use crate::rate_limit::{Admission, Bucket, Counter};
@@ -53,6 +54,7 @@ impl MemoryStore {
         code: &CustomerCode,
         bucket: Bucket,
         credential: Credential<'_>,
+        effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
@@ -80,7 +82,10 @@ impl MemoryStore {
             match admission {
                 Admission::Count => counter.count += 1,
                 Admission::NewWindow => *counter = Counter { window, count: 1 },
-                Admission::Reject => {}
+                Admission::Reject => return Ok((judgement, Some(customer.clone()))),
+            }
+            if effect == Effect::RevokeTokens {
+                customer.token_epoch += 1;
             }
         }
         Ok((judgement, Some(customer.clone())))
@@ -92,10 +97,11 @@ impl CustomerStore for MemoryStore {
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Token, key, now, default_limit)?;
+        let (judgement, item) = self.count(code, Bucket::Token, key, effect, now, default_limit)?;
         Ok(token_outcome(judgement, item, now))
     }
 
@@ -106,7 +112,8 @@ impl CustomerStore for MemoryStore {
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
-        let (judgement, item) = self.count(code, Bucket::Api, key, now, default_limit)?;
+        let (judgement, item) =
+            self.count(code, Bucket::Api, key, Effect::Count, now, default_limit)?;
         Ok(lookup_outcome(judgement, item, now))
     }
 }

@@ -59,14 +59,24 @@ pub enum Lookup {
     Limited(RateInfo),
 }
 
+/// What an authenticated client request does to the item besides being counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Only counted (token issue, introspection, revocation of nothing).
+    Count,
+    /// Counted, and every token issued so far is revoked (the revocation epoch moves on).
+    RevokeTokens,
+}
+
 /// The request-path operations (one conditional write each in DynamoDB).
 pub trait CustomerStore: Send + Sync {
-    /// Authenticates the presented API key for `code` and counts the request in the token
-    /// bucket.
+    /// Authenticates the presented API key for `code`, counts the request in the token
+    /// bucket and applies `effect` in the same write.
     fn authorize_token(
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send;
@@ -191,10 +201,12 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
-        self.as_ref().authorize_token(code, key, now, default_limit)
+        self.as_ref()
+            .authorize_token(code, key, effect, now, default_limit)
     }
 
     fn lookup(
