@@ -20,6 +20,9 @@ pub const SCOPES: &str = "scopes";
 pub const KEYS: &str = "api_keys";
 pub const KEY_HASH: &str = "hash";
 pub const KEY_EXPIRES: &str = "expires_at";
+/// Incremented by every admin write, each conditional on the value it read, so concurrent
+/// admin commands cannot overwrite each other. The request path neither reads nor writes it.
+pub const ADMIN_VERSION: &str = "admin_version";
 
 /// Attribute of a bucket's window start, count or limit override.
 pub fn bucket_attr(bucket: Bucket, what: &str) -> String {
