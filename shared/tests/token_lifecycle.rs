@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use lambda_http::{Body, Response};
-use shared::admin;
+use shared::test_util;
 use shared::api_key::ApiKey;
 use shared::error::text;
 use shared::model::CustomerStatus;
@@ -65,9 +65,7 @@ fn assert_empty_200(response: &Response<Body>) {
 
 /// A second customer with its own key and a token of it.
 async fn other_customer(f: &Fixture) -> String {
-    let other = admin::new_customer("OTHER-1", "Other", "o@other.example", "standard", &[], NOW)
-        .unwrap()
-        .unwrap();
+    let other = test_util::customer("OTHER-1", NOW);
     f.store.put(other.customer);
     let form = format!(
         "grant_type=client_credentials&client_id=OTHER-1&client_secret={}",
@@ -254,7 +252,7 @@ async fn introspection_reports_exactly_what_the_lookup_would_accept() {
     assert_eq!(introspect(&f, &forged, NOW).await, inactive);
     // A token of a revoked key: inactive although its signature is good.
     let mut customer = f.store.get(&f.code()).unwrap();
-    let (second, _, keys) = admin::rotate_keys(&customer.keys, NOW, 3600).unwrap();
+    let (second, _, keys) = test_util::add_key(&customer.keys, NOW).unwrap();
     customer.keys = keys;
     f.store.put(customer.clone());
     let second_form = format!(

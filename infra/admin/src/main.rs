@@ -2,12 +2,15 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use customer_admin::aws::Backends;
+use customer_admin::rules as admin;
+use customer_admin::signing::{self, Outcome};
+use customer_admin::table::CustomerTable;
+use customer_admin::{AdminError, rules::InputError};
 use serde_json::{Value, json};
-use shared::admin::{self, Backends, InputError};
 use shared::config::Config;
-use shared::keys::{KeyDocument, KeyError};
+use shared::keys::KeyDocument;
 use shared::model::{CustomerStatus, rfc3339, unix_now};
-use shared::store::StoreError;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -116,34 +119,18 @@ enum Failure {
     Backend(String),
 }
 
-impl From<InputError> for Failure {
-    fn from(err: InputError) -> Self {
-        Self::Input(err.to_string())
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::AlreadyExists => {
-                Self::Input("a customer with this code already exists".into())
-            }
-            StoreError::NotFound => Self::Input("no customer with this code".into()),
-            StoreError::KeyNotFound => Self::Input("no such API key".into()),
-            other => Self::Backend(other.to_string()),
+impl From<AdminError> for Failure {
+    fn from(err: AdminError) -> Self {
+        match err.exit_code() {
+            2 => Self::Input(err.to_string()),
+            _ => Self::Backend(err.to_string()),
         }
     }
 }
 
-impl From<KeyError> for Failure {
-    fn from(err: KeyError) -> Self {
-        Self::Backend(err.to_string())
-    }
-}
-
-impl From<shared::api_key::RandomError> for Failure {
-    fn from(err: shared::api_key::RandomError) -> Self {
-        Self::Backend(err.to_string())
+impl From<InputError> for Failure {
+    fn from(err: InputError) -> Self {
+        Self::Input(err.to_string())
     }
 }
 
@@ -199,7 +186,7 @@ fn customer_text(view: &Value) -> String {
 }
 
 async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failure> {
-    let store = &backends.store;
+    let store = &backends.table;
     let now = unix_now();
     match cmd {
         Customers::Create {
@@ -209,7 +196,8 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
             plan,
             scopes,
         } => {
-            let created = admin::new_customer(&code, &name, &email, &plan, &scopes, now)??;
+            let created = admin::new_customer(&code, &name, &email, &plan, &scopes, now)?
+                .map_err(AdminError::from)?;
             store.create(&created.customer).await?;
             let code = created.customer.code.as_str();
             let key = created.api_key.expose();
@@ -223,8 +211,8 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
         }
         Customers::Show(Code { code }) => {
             let code = admin::code(&code)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let view = admin::customer_view(&customer);
+            let customer = store.get(&code).await?.ok_or(AdminError::NotFound)?;
+            let view = admin::customer_view(&customer.customer);
             let text = customer_text(&view);
             Ok(output(view, text))
         }
@@ -262,11 +250,9 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
             api_per_minute,
         } => {
             let code = admin::code(&code)?;
-            store
+            let (token, api) = store
                 .set_limits(&code, token_per_minute, api_per_minute)
                 .await?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let (token, api) = (customer.token_limit, customer.api_limit);
             Ok(output(
                 json!({"customer_code": code.as_str(), "token_per_minute": token, "api_per_minute": api}),
                 format!(
@@ -284,7 +270,7 @@ fn limit_text(limit: Option<u64>) -> String {
 }
 
 async fn set_status(
-    store: &shared::store::dynamo::DynamoStore,
+    store: &CustomerTable,
     code: &str,
     status: CustomerStatus,
 ) -> Result<Output, Failure> {
@@ -297,15 +283,13 @@ async fn set_status(
 }
 
 async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
-    let store = &backends.store;
+    let store = &backends.table;
     let now = unix_now();
     match cmd {
         Keys::Rotate { code, grace } => {
             let code = admin::code(&code)?;
             let grace = admin::parse_duration(&grace)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let (api_key, key_id, next) = admin::rotate_keys(&customer.keys, now, grace)?;
-            store.set_keys(&code, &next).await?;
+            let (api_key, key_id) = store.rotate_key(&code, now, grace).await?;
             let key = api_key.expose();
             Ok(output(
                 json!({"api_key": key, "key_id": key_id}),
@@ -317,9 +301,7 @@ async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
         }
         Keys::Revoke { code, key_id } => {
             let code = admin::code(&code)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let next = admin::revoke_key(&customer.keys, &key_id)?;
-            store.set_keys(&code, &next).await?;
+            store.revoke_key(&code, &key_id).await?;
             Ok(output(
                 json!({"customer_code": code.as_str(), "key_id": key_id, "revoked": true}),
                 format!("Revoked key {key_id} of {code}."),
@@ -342,8 +324,6 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
         .verification
         .as_ref()
         .ok_or_else(|| missing("VERIFICATION_SECRET_ID"))?;
-    let mut doc = KeyDocument::parse(&signing.read().await?)?;
-    let now = unix_now();
     let list = |doc: &KeyDocument| -> Vec<Value> {
         let active = doc.active.as_ref().map(|a| a.kid.as_str());
         doc.keys
@@ -353,7 +333,7 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
     };
     match cmd {
         SigningKeys::List => {
-            let keys = list(&doc);
+            let keys = list(&signing.read().await?.doc);
             let text = keys
                 .iter()
                 .map(|k| {
@@ -379,28 +359,18 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
                 },
             ))
         }
-        SigningKeys::Init if doc.active.is_some() => {
-            let kid = doc
-                .active
-                .as_ref()
-                .map(|a| a.kid.clone())
-                .unwrap_or_default();
-            Ok(output(
-                json!({"kid": kid, "created": false}),
-                format!("Signing key {kid} already exists; nothing changed."),
-            ))
-        }
         SigningKeys::Init | SigningKeys::Rotate => {
-            let previous = doc.active.as_ref().map(|a| a.kid.clone());
-            let active = doc.rotate(now)?;
-            // Public side first: no token is ever signed by a key verifiers cannot find.
-            let public = doc.public();
-            verification.write(&public).await?;
-            signing.write(&doc).await?;
-            Ok(output(
-                json!({"kid": active.kid, "previous_kid": previous, "created": true}),
-                format!("Signing key {} is active.", active.kid),
-            ))
+            let init_only = matches!(cmd, SigningKeys::Init);
+            match signing::rotate(signing, verification, init_only, unix_now).await? {
+                Outcome::Exists { kid } => Ok(output(
+                    json!({"kid": kid, "created": false}),
+                    format!("Signing key {kid} already exists; nothing changed."),
+                )),
+                Outcome::Created { kid, previous } => Ok(output(
+                    json!({"kid": kid, "previous_kid": previous, "created": true}),
+                    format!("Signing key {kid} is active."),
+                )),
+            }
         }
     }
 }

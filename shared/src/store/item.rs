@@ -22,6 +22,10 @@ pub const KEY_HASH: &str = "hash";
 pub const KEY_EXPIRES: &str = "expires_at";
 /// Revocation epoch (absent = 0), moved on by `POST /auth/revoke`.
 pub const TOKEN_EPOCH: &str = "token_epoch";
+/// Incremented by every admin write, each conditional on the value it read, so concurrent
+/// admin commands cannot overwrite each other. The request path's counting writes never
+/// write it.
+pub const ADMIN_VERSION: &str = "admin_version";
 
 /// Attribute of a bucket's window start, count or limit override.
 pub fn bucket_attr(bucket: Bucket, what: &str) -> String {

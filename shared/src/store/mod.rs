@@ -6,6 +6,7 @@
 
 pub mod dynamo;
 pub mod item;
+#[cfg(feature = "test-util")]
 pub mod memory;
 
 use crate::model::{Credential, Customer, CustomerCode};

@@ -1,9 +1,10 @@
-//! Operator rules used by the admin CLI: new customers, API key rotation and revocation,
-//! signing-key rotation, duration parsing. Plain functions over the domain types.
+//! Operator rules: new customers, API key rotation and revocation, duration parsing, the
+//! operator's view of a customer. Plain functions over the domain types; the table and
+//! secret modules apply them to what they read.
 
-use crate::api_key::{ApiKey, RandomError};
-use crate::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
-use crate::rate_limit::Counter;
+use shared::api_key::{ApiKey, RandomError};
+use shared::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
+use shared::rate_limit::Counter;
 use std::collections::BTreeMap;
 
 /// Default grace period of the old key after `keys rotate`.
@@ -71,7 +72,7 @@ pub fn new_customer(
         .flat_map(|s| s.split([' ', ',']))
         .filter(|s| !s.is_empty())
     {
-        match crate::token_request::parse_scope(scope) {
+        match shared::token_request::parse_scope(scope) {
             Ok(_) if !granted.iter().any(|g| g == scope) => granted.push(scope.to_owned()),
             Ok(_) => {}
             Err(_) => return Err(InputError::Scope(scope.to_owned())),
@@ -213,33 +214,6 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
         );
     }
     view
-}
-
-/// The AWS resources the CLI works on, built from the usual configuration chain.
-pub struct Backends {
-    pub store: crate::store::dynamo::DynamoStore,
-    pub signing: Option<crate::keys::SecretsManagerSource>,
-    pub verification: Option<crate::keys::SecretsManagerSource>,
-}
-
-impl Backends {
-    /// Clients for the table and both secrets named in `config`.
-    pub async fn connect(config: &crate::config::Config) -> Self {
-        let sdk = crate::aws::sdk_config(config).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let source = |id: &Option<String>| {
-            id.as_ref()
-                .map(|id| crate::keys::SecretsManagerSource::new(secrets.clone(), id.clone()))
-        };
-        Self {
-            store: crate::store::dynamo::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &config.table_name,
-            ),
-            signing: source(&config.signing_secret_id),
-            verification: source(&config.verification_secret_id),
-        }
-    }
 }
 
 #[cfg(test)]
