@@ -76,7 +76,7 @@ fn build_fixture() -> Fixture {
     customer.keys = BTreeMap::from([(
         key.key_id(),
         StoredKey {
-            hash: key.hash_hex(),
+            hash: Some(key.hash_hex()),
             created_at: NOW - 100,
             expires_at: None,
         },

@@ -51,7 +51,7 @@ pub fn customer(code: &str, now: u64) -> TestCustomer {
 
 fn stored(key: &ApiKey, now: u64) -> StoredKey {
     StoredKey {
-        hash: key.hash_hex(),
+        hash: Some(key.hash_hex()),
         created_at: now,
         expires_at: None,
     }
@@ -101,6 +101,12 @@ pub trait DynamoFixtures {
     ) -> Result<(), StoreError>;
     /// Deletes a customer.
     async fn delete(&self, code: &CustomerCode) -> Result<(), StoreError>;
+    /// Writes the JWKs item of `code` (key id → stored JWK JSON), replacing it.
+    async fn put_jwks(
+        &self,
+        code: &CustomerCode,
+        jwks: &[(String, String)],
+    ) -> Result<(), StoreError>;
 }
 
 async fn set(
@@ -134,6 +140,27 @@ async fn set(
 }
 
 impl DynamoFixtures for DynamoStore {
+    async fn put_jwks(
+        &self,
+        code: &CustomerCode,
+        jwks: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let (client, table) = self.parts();
+        let map = jwks
+            .iter()
+            .map(|(id, json)| (id.clone(), AttributeValue::S(json.clone())))
+            .collect();
+        client
+            .put_item()
+            .table_name(table)
+            .item(item::CODE, AttributeValue::S(crate::store::jwks_key(code)))
+            .item(crate::store::JWKS, AttributeValue::M(map))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     async fn create(&self, customer: &Customer) -> Result<(), StoreError> {
         let (client, table) = self.parts();
         client

@@ -7,10 +7,10 @@ mod common;
 
 use common::*;
 use lambda_http::{Body, Response};
-use shared::test_util;
 use shared::api_key::ApiKey;
 use shared::error::text;
 use shared::model::CustomerStatus;
+use shared::test_util;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

@@ -87,7 +87,7 @@ pub fn new_customer(
         let keys = BTreeMap::from([(
             key_id.clone(),
             StoredKey {
-                hash: api_key.hash_hex(),
+                hash: Some(api_key.hash_hex()),
                 created_at: now,
                 expires_at: None,
             },
@@ -167,7 +167,7 @@ pub fn rotate_keys(
     next.insert(
         key_id.clone(),
         StoredKey {
-            hash: api_key.hash_hex(),
+            hash: Some(api_key.hash_hex()),
             created_at: now,
             expires_at: None,
         },
@@ -236,7 +236,7 @@ mod tests {
         let mut keys = BTreeMap::new();
         for (i, id) in ["a", "b"].iter().enumerate() {
             let key = StoredKey {
-                hash: format!("h{i}"),
+                hash: Some(format!("h{i}")),
                 created_at: 100 + i as u64,
                 expires_at: None,
             };
@@ -256,7 +256,7 @@ mod tests {
         let keys = BTreeMap::from([(
             "k1".to_owned(),
             StoredKey {
-                hash: "h".into(),
+                hash: Some("h".into()),
                 created_at: 1,
                 expires_at: None,
             },

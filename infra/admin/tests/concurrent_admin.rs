@@ -68,7 +68,11 @@ async fn admin_operations_round_trip_and_refuse_bad_targets() {
     assert_eq!(stored.customer.status, CustomerStatus::Active);
     assert_eq!(stored.version, 1, "a created item starts at version 1");
     assert_eq!(
-        stored.customer.keys.get(&s.key_id).map(|k| k.hash.as_str()),
+        stored
+            .customer
+            .keys
+            .get(&s.key_id)
+            .and_then(|k| k.hash.as_deref()),
         Some(s.hash.as_str())
     );
     let again = rules::new_customer("ACME-1", "Other", "x@y.example", "standard", &[], NOW)

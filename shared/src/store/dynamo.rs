@@ -30,8 +30,10 @@ const MAX_ROUNDS: usize = 3;
 /// The customer table.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
+    /// Per-instance state of `private_key_jwt` (`super::assertions`), shared by clones.
+    pub(super) assertions: std::sync::Arc<std::sync::Mutex<super::assertions::Cache>>,
 }
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
@@ -41,13 +43,13 @@ fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
 /// One request to count: whose item, which bucket, the credential to re-check, what else to
 /// do, and the clock and default limit it is judged by.
 #[derive(Clone, Copy)]
-struct Counted<'a> {
-    code: &'a CustomerCode,
-    bucket: Bucket,
-    credential: Credential<'a>,
-    effect: Effect,
-    now: u64,
-    default_limit: u64,
+pub(super) struct Counted<'a> {
+    pub(super) code: &'a CustomerCode,
+    pub(super) bucket: Bucket,
+    pub(super) credential: Credential<'a>,
+    pub(super) effect: Effect,
+    pub(super) now: u64,
+    pub(super) default_limit: u64,
 }
 
 /// Outcome of one conditional write.
@@ -62,6 +64,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            assertions: std::sync::Arc::default(),
         }
     }
 
@@ -119,6 +122,10 @@ impl DynamoStore {
                 names.insert("#hs".into(), item::KEY_HASH.into());
                 values.insert(":hash".into(), AttributeValue::S(hash.into()));
                 condition.push_str(" AND #k.#kid.#hs = :hash");
+            }
+            Credential::Jwk { .. } => {
+                names.insert("#hs".into(), item::KEY_HASH.into());
+                condition.push_str(" AND attribute_not_exists(#k.#kid.#hs)");
             }
             Credential::Token { epoch, .. } => {
                 names.insert("#ep".into(), item::TOKEN_EPOCH.into());
@@ -180,7 +187,7 @@ impl DynamoStore {
     }
 
     /// Counts one request; returns the judgement that ended it and the item it saw.
-    async fn count(
+    pub(super) async fn count(
         &self,
         request: Counted<'_>,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
@@ -227,6 +234,27 @@ impl DynamoStore {
 }
 
 impl CustomerStore for DynamoStore {
+    async fn registered_jwks(
+        &self,
+        code: &CustomerCode,
+        kid: Option<&str>,
+        now: u64,
+    ) -> Result<super::RegisteredKeys, StoreError> {
+        self.cached_jwks(code, kid, now).await
+    }
+
+    async fn authorize_assertion(
+        &self,
+        code: &CustomerCode,
+        assertion: super::Assertion<'_>,
+        effect: Effect,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<TokenAuth, StoreError> {
+        self.assertion_round(code, assertion, effect, now, default_limit)
+            .await
+    }
+
     async fn authorize_token(
         &self,
         code: &CustomerCode,
