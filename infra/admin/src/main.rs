@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use shared::config::Config;
 use shared::keys::KeyDocument;
 use shared::model::{CustomerStatus, rfc3339, unix_now};
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -385,28 +386,52 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
     }
 }
 
+/// The exit status when the reader of our output went away (`customer-admin … | head`): what
+/// a shell reports for a process killed by SIGPIPE, so `set -o pipefail` scripts still see
+/// that the output was cut, while nothing is printed (no panic, no message).
+const BROKEN_PIPE: u8 = 128 + 13;
+
+/// Writes one line to stdout, reporting a closed pipe instead of panicking as `println!`
+/// does (Rust ignores SIGPIPE, so the write fails with `EPIPE`).
+fn print_line(line: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+fn print_failed(err: &io::Error) -> ExitCode {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::from(BROKEN_PIPE);
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "customer-admin: cannot write the output: {err}"
+    );
+    ExitCode::from(1)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli).await {
         Ok(out) => {
-            if json {
-                println!("{}", out.json);
-            } else {
-                println!("{}", out.text);
+            let line = if json { out.json.to_string() } else { out.text };
+            match print_line(&line) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => print_failed(&err),
             }
-            ExitCode::SUCCESS
         }
         Err(failure) => {
             let (message, code) = match failure {
                 Failure::Input(m) => (m, 2),
                 Failure::Backend(m) => (m, 1),
             };
+            // The command's own failure is what the exit status reports, printed or not.
             if json {
-                println!("{}", json!({ "error": message }));
+                let _ = print_line(&json!({ "error": message }).to_string());
             }
-            eprintln!("customer-admin: {message}");
+            let _ = writeln!(io::stderr(), "customer-admin: {message}");
             ExitCode::from(code)
         }
     }

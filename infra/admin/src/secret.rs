@@ -1,21 +1,33 @@
-//! A key secret as the operator changes it: a write replaces the value only if the secret's
-//! `AWSCURRENT` version is still the one the command read.
+//! A key secret as the operator changes it: a write succeeds only if the secret is still at
+//! the version the command read.
 //!
-//! `PutSecretValue` stores the new value as a version staged `AWSPENDING` (readers, which ask
-//! for `AWSCURRENT`, do not see it), then `UpdateSecretVersionStage` moves `AWSCURRENT` to it
-//! *from the version that was read*: Secrets Manager refuses the move when `AWSCURRENT` is no
-//! longer on that version, i.e. when another command replaced the value in between.
+//! The new value is stored with `PutSecretValue` under a `ClientRequestToken` (the new
+//! version's id) derived from the id of the version that was read. Secrets Manager refuses
+//! a token that is already in use with a different value, so at most one write can ever
+//! build on a given version: a command whose read is stale finds its token taken by the
+//! write that made it stale, and starts again from a fresh read. (This holds among writers
+//! that follow the rule, i.e. `customer-admin`; edit the key secrets only through it.)
+//!
+//! Staging the value as `AWSPENDING` and moving `AWSCURRENT` with
+//! `UpdateSecretVersionStage(RemoveFromVersionId = version read)` would also guard against
+//! other writers, but moto's `GetSecretValue` without a `VersionStage` does not follow such a
+//! move, so the functions on the local stack would keep serving the old keys.
 
 use crate::error::AdminError;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use shared::api_key::{hex, sha256};
 use shared::keys::{KeyDocument, KeyError};
-
-const CURRENT: &str = "AWSCURRENT";
-const PENDING: &str = "AWSPENDING";
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> AdminError {
     AdminError::Keys(KeyError::Unavailable(DisplayErrorContext(err).to_string()))
+}
+
+/// The id of the one version that may follow `version` (32 hex digits, as Secrets Manager
+/// requires 32-64 characters).
+pub fn successor_version(version: &str) -> String {
+    let digest = sha256(format!("customer-admin/next-version/{version}").as_bytes());
+    hex(&digest[..16])
 }
 
 /// A key document and the version it was read from.
@@ -46,7 +58,6 @@ impl KeySecret {
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
-            .version_stage(CURRENT)
             .send()
             .await
             .map_err(unavailable)?;
@@ -66,51 +77,28 @@ impl KeySecret {
         })
     }
 
-    /// Replaces the value with `doc` if the current version is still `read_version`.
-    /// `Ok(false)`: another command replaced it first; nothing of this one became current.
+    /// Replaces the value with `doc` if the secret is still at `read_version`.
+    /// `Ok(false)`: another command replaced it first; nothing of this one was stored.
     pub async fn replace(&self, doc: &KeyDocument, read_version: &str) -> Result<bool, AdminError> {
+        let next = successor_version(read_version);
+        let value = doc.to_secret_string();
         let put = self
             .client
             .put_secret_value()
             .secret_id(&self.secret_id)
-            .secret_string(doc.to_secret_string())
-            .version_stages(PENDING)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let new_version = put
-            .version_id
-            .ok_or_else(|| KeyError::Malformed("PutSecretValue returned no version id".into()))?;
-        let moved = self
-            .client
-            .update_secret_version_stage()
-            .secret_id(&self.secret_id)
-            .version_stage(CURRENT)
-            .move_to_version_id(&new_version)
-            .remove_from_version_id(read_version)
+            .client_request_token(&next)
+            .secret_string(&value)
             .send()
             .await;
-        let written = match moved {
-            Ok(_) => true,
-            // Refused (the label is no longer on the version read) or lost on the way: where
-            // `AWSCURRENT` is now says which.
-            Err(err) => match self.current().await?.1 {
-                Some(now) if now == new_version => true,
-                Some(now) if now != read_version => false,
-                _ => return Err(unavailable(err)),
-            },
+        let Err(err) = put else {
+            return Ok(true);
         };
-        if written {
-            // Tidy only: the stage is not read by anyone, and a failure here changes nothing.
-            let _ = self
-                .client
-                .update_secret_version_stage()
-                .secret_id(&self.secret_id)
-                .version_stage(PENDING)
-                .remove_from_version_id(&new_version)
-                .send()
-                .await;
+        // Refused (the token is taken by a competing write: `ResourceExistsException`) or
+        // stored with the answer lost on the way: what the secret holds now says which.
+        match self.current().await? {
+            (Some(now), Some(version)) if version == next && now == value => Ok(true),
+            (_, Some(version)) if version != read_version => Ok(false),
+            _ => Err(unavailable(err)),
         }
-        Ok(written)
     }
 }

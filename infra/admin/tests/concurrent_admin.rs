@@ -11,7 +11,7 @@ use customer_admin::rules::{self, InputError};
 use customer_admin::secret::KeySecret;
 use customer_admin::signing::{self, Outcome};
 use customer_admin::table::{Change, CustomerTable};
-use shared::keys::KeyDocument;
+use shared::keys::{KeyDocument, KeySource, SecretsManagerSource};
 use shared::model::{Credential, CustomerCode, CustomerStatus};
 use shared::store::dynamo::DynamoStore;
 use shared::store::item;
@@ -339,6 +339,35 @@ async fn a_secret_write_based_on_a_stale_read_is_refused() {
     );
     let now = signing.read().await.unwrap();
     assert_eq!(now.doc.active.map(|a| a.kid), Some(first_kid));
+}
+
+#[tokio::test]
+async fn the_functions_read_what_a_rotation_wrote() {
+    let (signing, verification, client, signing_id, verification_id) = secrets().await;
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        match signing::rotate(&signing, &verification, false, || NOW)
+            .await
+            .unwrap()
+        {
+            Outcome::Created { kid, .. } => kids.push(kid),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The functions' reader: a plain GetSecretValue, as in production.
+    let token_side = SecretsManagerSource::new(client.clone(), signing_id)
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(token_side.active.map(|a| a.kid).as_ref(), kids.last());
+    assert_eq!(token_side.previous.map(|p| p.kid).as_ref(), kids.first());
+    let verifier_side = SecretsManagerSource::new(client, verification_id)
+        .fetch()
+        .await
+        .unwrap();
+    let published: BTreeSet<_> = verifier_side.keys.into_iter().map(|k| k.kid).collect();
+    assert!(kids.iter().all(|k| published.contains(k)), "{published:?}");
+    assert!(verifier_side.active.is_none() && verifier_side.previous.is_none());
 }
 
 #[tokio::test]
