@@ -95,12 +95,24 @@ enum Keys {
         #[arg(long, default_value = "24h")]
         grace: String,
     },
-    /// Revoke one API key at once.
+    /// Revoke one API key or registered JWK at once (its tokens stop working too).
     Revoke {
         #[arg(long)]
         code: String,
         #[arg(long)]
         key_id: String,
+    },
+    /// Register a public JWK for private_key_jwt (Ed25519, P-256 or RSA >= 2048 bits).
+    #[command(name = "add-jwk")]
+    AddJwk {
+        #[arg(long)]
+        code: String,
+        /// File holding one public JWK (JSON).
+        #[arg(long)]
+        jwk_file: std::path::PathBuf,
+        /// When the key stops authenticating (e.g. 90d); default never.
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 
@@ -300,9 +312,37 @@ async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
                 ),
             ))
         }
+        Keys::AddJwk {
+            code,
+            jwk_file,
+            expires,
+        } => {
+            let code = admin::code(&code)?;
+            let expires_at = expires
+                .as_deref()
+                .map(admin::parse_duration)
+                .transpose()?
+                .map(|seconds| now + seconds);
+            let raw = std::fs::read_to_string(&jwk_file)
+                .map_err(|_| InputError::File(jwk_file.display().to_string()))?;
+            let jwk = shared::jwk::PublicJwk::parse(&raw).map_err(InputError::Jwk)?;
+            let key_id = store.add_jwk(&code, &jwk, now, expires_at).await?;
+            let (kty, alg) = (jwk.kty(), jwk.alg().as_str());
+            let until = expires_at.map_or_else(
+                || "never expires".to_owned(),
+                |t| format!("expires {}", rfc3339(t)),
+            );
+            Ok(output(
+                json!({"key_id": key_id, "kty": kty, "alg": alg}),
+                format!("Registered JWK {key_id} ({kty}, {alg}) for {code}; it {until}."),
+            ))
+        }
         Keys::Revoke { code, key_id } => {
             let code = admin::code(&code)?;
             store.revoke_key(&code, &key_id).await?;
+            // A revoked JWK's material goes too (best effort: without its entry it
+            // authenticates nothing).
+            let _ = store.set_jwk_material(&code, &key_id, None).await;
             Ok(output(
                 json!({"customer_code": code.as_str(), "key_id": key_id, "revoked": true}),
                 format!("Revoked key {key_id} of {code}."),

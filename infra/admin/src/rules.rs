@@ -27,6 +27,47 @@ pub enum InputError {
     Duration(String),
     #[error("no key with id {0:?}")]
     UnknownKey(String),
+    #[error("cannot read {0}")]
+    File(String),
+    #[error("invalid JWK: {0}")]
+    Jwk(#[from] shared::jwk::JwkError),
+    #[error("this JWK is already registered as {0}")]
+    JwkRegistered(String),
+    #[error("at most {MAX_JWKS} unexpired JWKs per customer: revoke one first")]
+    TooManyJwks,
+}
+
+/// Most unexpired JWKs a customer may have registered.
+pub const MAX_JWKS: usize = 5;
+
+/// Registration of a public JWK: its entry (no hash: a JWK, not an API key) in the key map,
+/// refused when it is already there or the customer has [`MAX_JWKS`] unexpired JWKs.
+pub fn add_jwk(
+    keys: &BTreeMap<String, StoredKey>,
+    key_id: &str,
+    now: u64,
+    expires_at: Option<u64>,
+) -> Result<BTreeMap<String, StoredKey>, InputError> {
+    if keys.contains_key(key_id) {
+        return Err(InputError::JwkRegistered(key_id.to_owned()));
+    }
+    let live = keys
+        .values()
+        .filter(|k| k.hash.is_none() && k.is_valid_at(now))
+        .count();
+    if live >= MAX_JWKS {
+        return Err(InputError::TooManyJwks);
+    }
+    let mut next = keys.clone();
+    next.insert(
+        key_id.to_owned(),
+        StoredKey {
+            hash: None,
+            created_at: now,
+            expires_at,
+        },
+    );
+    Ok(next)
 }
 
 /// Validates a Customer Code given on the command line.
@@ -136,8 +177,8 @@ pub fn parse_duration(raw: &str) -> Result<u64, InputError> {
         .ok_or_else(bad)
 }
 
-/// Rotation: a new key, the newest still-valid old key kept until `now + grace` (at most two
-/// keys valid at once), everything else dropped.
+/// Rotation: a new API key, the newest still-valid old API key kept until `now + grace` (at
+/// most two API keys valid at once), the other API keys dropped; registered JWKs untouched.
 pub fn rotate_keys(
     keys: &BTreeMap<String, StoredKey>,
     now: u64,
@@ -145,10 +186,14 @@ pub fn rotate_keys(
 ) -> Result<(ApiKey, String, BTreeMap<String, StoredKey>), RandomError> {
     let api_key = ApiKey::generate()?;
     let key_id = api_key.key_id();
-    let mut next = BTreeMap::new();
+    let mut next: BTreeMap<String, StoredKey> = keys
+        .iter()
+        .filter(|(_, k)| k.hash.is_none())
+        .map(|(id, k)| (id.clone(), k.clone()))
+        .collect();
     let newest_old = keys
         .iter()
-        .filter(|(_, k)| k.is_valid_at(now))
+        .filter(|(_, k)| k.hash.is_some() && k.is_valid_at(now))
         // The current primary key (no expiry) wins over one already in its grace period,
         // even when both were created in the same second.
         .max_by_key(|(_, k)| (k.expires_at.is_none(), k.created_at));
@@ -197,6 +242,7 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
         .map(|(id, k)| {
             serde_json::json!({
                 "key_id": id,
+                "type": if k.hash.is_some() { "api_key" } else { "jwk" },
                 "created_at": rfc3339(k.created_at),
                 "expires_at": k.expires_at.map(rfc3339),
             })

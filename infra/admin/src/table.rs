@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use shared::api_key::ApiKey;
+use shared::jwk::PublicJwk;
 use shared::model::{Customer, CustomerCode, CustomerStatus};
 use shared::rate_limit::Bucket;
 use shared::store::StoreError;
@@ -136,6 +137,12 @@ impl CustomerTable {
                 .await
                 .map_err(unavailable)?;
             for raw in page.items() {
+                // JWK items and jti markers share the table; their keys contain `#`,
+                // which no Customer Code does.
+                let code = raw.get(item::CODE).and_then(|v| v.as_s().ok());
+                if code.is_some_and(|code| code.contains('#')) {
+                    continue;
+                }
                 customers.push(from_item(raw)?);
             }
             start = page.last_evaluated_key;
@@ -304,6 +311,103 @@ impl CustomerTable {
             })
         })
         .await
+    }
+
+    /// `keys add-jwk`: stores the public JWK beside the customer item, then registers its
+    /// entry in the key map (conditional on the item as read, like every admin write). The
+    /// material is written first, so a registered entry always has it; if registration is
+    /// refused, the material is removed again.
+    pub async fn add_jwk(
+        &self,
+        code: &CustomerCode,
+        jwk: &PublicJwk,
+        now: u64,
+        expires_at: Option<u64>,
+    ) -> Result<String, AdminError> {
+        let key_id = jwk.key_id();
+        let current = self.get(code).await?.ok_or(AdminError::NotFound)?;
+        rules::add_jwk(&current.customer.keys, &key_id, now, expires_at)?;
+        self.set_jwk_material(code, &key_id, Some(&jwk.to_json()))
+            .await?;
+        let registered = self
+            .update(code, |customer| {
+                let keys = rules::add_jwk(&customer.keys, &key_id, now, expires_at)?;
+                Ok(Change {
+                    set: vec![(item::KEYS.into(), item::keys_value(&keys))],
+                    output: (),
+                })
+            })
+            .await;
+        if registered.is_err() {
+            // Best effort: an unregistered JWK authenticates nothing either way.
+            let _ = self.set_jwk_material(code, &key_id, None).await;
+        }
+        registered.map(|()| key_id)
+    }
+
+    /// Stores (`Some`) or removes (`None`) one JWK in the customer's JWKs item.
+    pub async fn set_jwk_material(
+        &self,
+        code: &CustomerCode,
+        key_id: &str,
+        json: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let key = AttributeValue::S(shared::store::jwks_key(code));
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(item::CODE, key.clone())
+            .expression_attribute_names("#j", shared::store::JWKS)
+            .expression_attribute_names("#kid", key_id);
+        let result = match json {
+            Some(json) => {
+                update
+                    .update_expression("SET #j.#kid = :jwk")
+                    .condition_expression("attribute_exists(#j)")
+                    .expression_attribute_values(":jwk", AttributeValue::S(json.into()))
+                    .send()
+                    .await
+            }
+            None => {
+                update
+                    .update_expression("REMOVE #j.#kid")
+                    .condition_expression("attribute_exists(#j)")
+                    .send()
+                    .await
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
+                let Some(json) = json else { return Ok(()) };
+                // No JWKs item yet: create it (a concurrent creation makes us try again).
+                let created = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item(item::CODE, key)
+                    .item(
+                        shared::store::JWKS,
+                        AttributeValue::M(HashMap::from([(
+                            key_id.to_owned(),
+                            AttributeValue::S(json.into()),
+                        )])),
+                    )
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", item::CODE)
+                    .send()
+                    .await;
+                match created {
+                    Ok(_) => Ok(()),
+                    Err(err) if err.code() == Some("ConditionalCheckFailedException") => {
+                        Box::pin(self.set_jwk_material(code, key_id, Some(json))).await
+                    }
+                    Err(err) => Err(unavailable(err)),
+                }
+            }
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     /// `keys revoke`: the key `key_id` ends at once.
