@@ -41,6 +41,9 @@ REPEATED_PARAMETER = "A request parameter was repeated."
 GRANT_TYPE_REQUIRED = "grant_type is required."
 TWO_AUTH_METHODS = "Use only one client authentication method."
 MALFORMED_BASIC = "The Authorization header is malformed."
+TOKEN_REQUIRED = "token is required."
+ENDPOINT_ONLY_POST = "This endpoint accepts only POST."
+TOO_MANY_TOKEN_REQUESTS = "Too many token requests. Retry after the time given in Retry-After."
 
 BEARER_CHALLENGE = 'Bearer error="invalid_token"'
 BASIC_CHALLENGE = 'Basic realm="customer-api"'
@@ -150,6 +153,41 @@ def token(stack, code, key, method="post", scope=None, extra=None, content_type=
     return post(stack, "/auth/token", data=body, headers=headers)
 
 
+def token_operation(stack, path, code, key, token_value, method="post", hint=None, extra=None, content_type=None):
+    """POST /auth/revoke or /auth/introspect with `token`; returns the requests.Response.
+
+    method as in `token`: 'post', 'basic' or 'json'. `token_value=None` omits `token`.
+    """
+    params = {}
+    headers = {}
+    if token_value is not None:
+        params["token"] = token_value
+    if hint is not None:
+        params["token_type_hint"] = hint
+    if method == "basic":
+        headers["Authorization"] = basic_header(code, key)
+    else:
+        params.update({"client_id": code, "client_secret": key})
+    params.update(extra or {})
+    if method == "json":
+        body = json.dumps(params).encode()
+        headers["Content-Type"] = content_type or "application/json"
+    else:
+        body = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in params.items()).encode()
+        headers["Content-Type"] = content_type or FORM
+    return post(stack, path, data=body, headers=headers)
+
+
+def revoke(stack, code, key, token_value, **kwargs):
+    """POST /auth/revoke (RFC 7009)."""
+    return token_operation(stack, "/auth/revoke", code, key, token_value, **kwargs)
+
+
+def introspect(stack, code, key, token_value, **kwargs):
+    """POST /auth/introspect (RFC 7662)."""
+    return token_operation(stack, "/auth/introspect", code, key, token_value, **kwargs)
+
+
 def access_token(stack, code, key, **kwargs):
     """A token that must be issued; returns the access token string."""
     resp = token(stack, code, key, **kwargs)
@@ -212,6 +250,65 @@ def assert_bearer_401(resp):
     assert resp.status_code == 401, describe(resp)
     assert resp.content == b"", describe(resp)
     assert resp.headers.get("WWW-Authenticate") == BEARER_CHALLENGE, describe(resp)
+
+
+def assert_rate_limit_fields(resp, bucket, limit, remaining):
+    """The rate-limit fields of a response that reached the limiter, with exact counts."""
+    assert resp.headers.get("X-RateLimit-Limit") == str(limit), describe(resp)
+    assert resp.headers.get("X-RateLimit-Remaining") == str(remaining), describe(resp)
+    reset = int(resp.headers["X-RateLimit-Reset"])
+    assert 1 <= reset <= 61, describe(resp)
+    assert resp.headers.get("RateLimit-Policy") == f'"{bucket}";q={limit};w=60', describe(resp)
+    assert resp.headers.get("RateLimit") == f'"{bucket}";r={remaining};t={reset}', describe(resp)
+
+
+def assert_revocation_200(resp):
+    """The RFC 7009 answer: 200, empty body, no Content-Type, the token endpoint's cache
+    headers and the token bucket's rate-limit fields — the same bytes whatever was revoked."""
+    assert resp.status_code == 200, describe(resp)
+    assert resp.content == b"", describe(resp)
+    assert "Content-Type" not in resp.headers, describe(resp)
+    assert resp.headers.get("Cache-Control") == "no-store", describe(resp)
+    assert resp.headers.get("Pragma") == "no-cache", describe(resp)
+    assert resp.headers.get("X-Content-Type-Options") == "nosniff", describe(resp)
+    assert "WWW-Authenticate" not in resp.headers, describe(resp)
+    assert "Retry-After" not in resp.headers, describe(resp)
+    assert resp.headers.get("RateLimit-Policy", "").startswith('"token";'), describe(resp)
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit"):
+        assert name in resp.headers, (name, describe(resp))
+
+
+def assert_introspection(resp, expected):
+    """An RFC 7662 answer with exactly this body and the token endpoint's headers."""
+    assert resp.status_code == 200, describe(resp)
+    assert resp.json() == expected, describe(resp)
+    assert resp.content == compact(resp.json()), describe(resp)  # compact JSON, nothing else
+    assert_json_headers(resp, token_endpoint=True)
+    assert "WWW-Authenticate" not in resp.headers, describe(resp)
+    assert resp.headers.get("RateLimit-Policy", "").startswith('"token";'), describe(resp)
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit"):
+        assert name in resp.headers, (name, describe(resp))
+
+
+INACTIVE = {"active": False}
+
+
+def active_introspection(stack, token_value):
+    """The `active: true` body the API must give for a live token: its own claims."""
+    claims = jwt_parts(token_value)[1]
+    return {
+        "active": True,
+        "scope": claims["scope"],
+        "client_id": claims["client_id"],
+        "sub": claims["sub"],
+        "iss": stack.api_url,
+        "aud": AUDIENCE,
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "nbf": claims["nbf"],
+        "jti": claims["jti"],
+        "token_type": "Bearer",
+    }
 
 
 def assert_token_issued(resp, scope=DEFAULT_SCOPE):
