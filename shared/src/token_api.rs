@@ -247,23 +247,32 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
                     return Err(invalid_client());
                 };
                 let kid = jws.header.get("kid").and_then(|k| k.as_str());
-                let keys = match self.store.registered_jwks(&code, kid, now).await {
-                    Ok(keys) => keys,
-                    Err(err) => {
-                        tracing::error!(error = %err, "registered keys unavailable");
-                        return Err(oauth_failure(
-                            OAuthError::ServerError,
-                            None,
-                            route,
-                            Outcome::ServerError,
-                        ));
-                    }
-                };
                 let base = self.base_url();
                 let audiences = [format!("{base}/auth/token"), self.settings.issuer.clone()];
                 let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
                 // Signature and claims first: an assertion that fails them counts nothing.
-                let verified = match assertion::verify(&jws, &keys, &audiences, now) {
+                // No cached key verifies it: read the registered keys once more (a key
+                // registered a moment ago must work at once).
+                let mut verified = Err("not tried");
+                for reread in [false, true] {
+                    let keys = match self.store.registered_jwks(&code, kid, reread, now).await {
+                        Ok(keys) => keys,
+                        Err(err) => {
+                            tracing::error!(error = %err, "registered keys unavailable");
+                            return Err(oauth_failure(
+                                OAuthError::ServerError,
+                                None,
+                                route,
+                                Outcome::ServerError,
+                            ));
+                        }
+                    };
+                    verified = assertion::verify(&jws, &keys, &audiences, now);
+                    if verified != Err(assertion::NO_KEY) {
+                        break;
+                    }
+                }
+                let verified = match verified {
                     Ok(verified) => verified,
                     Err(reason) => {
                         tracing::debug!(reason, "client assertion refused");

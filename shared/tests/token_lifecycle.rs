@@ -325,7 +325,11 @@ async fn metadata_names_the_revocation_and_introspection_endpoints() {
     )
     .await;
     let doc = json(&response);
-    let methods = serde_json::json!(["client_secret_basic", "client_secret_post"]);
+    let methods = serde_json::json!([
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt"
+    ]);
     assert_eq!(doc["revocation_endpoint"], "https://api.test/auth/revoke");
     assert_eq!(
         doc["introspection_endpoint"],

@@ -28,8 +28,6 @@ use std::collections::HashMap;
 
 /// Registered JWKs are re-read at least this often per instance.
 const JWKS_CACHE_SECONDS: u64 = 300;
-/// A `kid` missing from the cache re-reads the JWKs at most this often per customer.
-const UNKNOWN_KID_REFRESH_SECONDS: u64 = 10;
 /// Optimistic attempts before the two-call path (marker, then the plain counting write),
 /// which concurrent use of one customer by several instances makes the better bet.
 const OPTIMISTIC_ROUNDS: usize = 2;
@@ -82,18 +80,21 @@ impl DynamoStore {
             .map_err(|_| StoreError::Unavailable("poisoned assertion cache".into()))
     }
 
-    /// The customer's registered JWKs, from the cache while it is fresh and knows `kid`.
+    /// The customer's registered JWKs, from the cache while it is fresh, knows `kid` and a
+    /// re-read is not asked for. A re-read costs one `BatchGetItem` (2 RCU), no more than a
+    /// wrong API key's refused write, so unknown `kid`s are not throttled: a key registered
+    /// a moment ago works at once on every instance.
     pub(super) async fn cached_jwks(
         &self,
         code: &CustomerCode,
         kid: Option<&str>,
+        reread: bool,
         now: u64,
     ) -> Result<RegisteredKeys, StoreError> {
         if let Some((keys, fetched)) = self.cache()?.jwks.get(code.as_str()) {
             let fresh = now < fetched.saturating_add(JWKS_CACHE_SECONDS);
             let knows = kid.is_none_or(|kid| keys.iter().any(|(id, _)| id == kid));
-            let recent = now < fetched.saturating_add(UNKNOWN_KID_REFRESH_SECONDS);
-            if fresh && (knows || recent) {
+            if fresh && knows && !reread {
                 return Ok(keys.clone());
             }
         }

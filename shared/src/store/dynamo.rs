@@ -238,9 +238,10 @@ impl CustomerStore for DynamoStore {
         &self,
         code: &CustomerCode,
         kid: Option<&str>,
+        reread: bool,
         now: u64,
     ) -> Result<super::RegisteredKeys, StoreError> {
-        self.cached_jwks(code, kid, now).await
+        self.cached_jwks(code, kid, reread, now).await
     }
 
     async fn authorize_assertion(

@@ -139,6 +139,7 @@ impl CustomerStore for MemoryStore {
         &self,
         code: &CustomerCode,
         _kid: Option<&str>,
+        _reread: bool,
         _now: u64,
     ) -> Result<RegisteredKeys, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);

@@ -116,11 +116,12 @@ pub trait CustomerStore: Send + Sync {
 
     /// The public JWKs registered for `code`; may come from a per-instance cache, since the
     /// counting write re-checks that the key is still registered. `kid` is the key an
-    /// assertion names: one missing from the cache refreshes it (at most every few seconds).
+    /// assertion names: one missing from the cache re-reads it, as does `reread`.
     fn registered_jwks(
         &self,
         code: &CustomerCode,
         kid: Option<&str>,
+        reread: bool,
         now: u64,
     ) -> impl Future<Output = Result<RegisteredKeys, StoreError>> + Send;
 
@@ -278,9 +279,10 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
         &self,
         code: &CustomerCode,
         kid: Option<&str>,
+        reread: bool,
         now: u64,
     ) -> impl Future<Output = Result<RegisteredKeys, StoreError>> + Send {
-        self.as_ref().registered_jwks(code, kid, now)
+        self.as_ref().registered_jwks(code, kid, reread, now)
     }
 
     fn authorize_assertion(
