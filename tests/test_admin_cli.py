@@ -2,12 +2,15 @@
 
 import base64
 import hashlib
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
 
 import pytest
+import requests
 
 import e2e_helpers as h
 
@@ -391,3 +394,222 @@ def test_invalid_scope_after_authentication_counts_but_does_not_issue(stack, cus
     h.assert_oauth_error(resp, 400, "invalid_scope", h.INVALID_SCOPE)
     assert resp.headers["X-RateLimit-Limit"] == "5"
     assert resp.headers["X-RateLimit-Remaining"] == "4"
+
+
+# -- concurrent admin commands ---------------------------------------------------------------
+# Every admin write is conditional on what the command read (the item's admin_version, the
+# secret's AWSCURRENT version) and retried from a fresh read when another command won: real
+# processes started together must leave the state some serial order would have left.
+def admin_env(stack):
+    return {**os.environ, **stack.aws_env()}
+
+
+def admin_binary():
+    return str(h.stack_root() / "target" / "debug" / "customer-admin")
+
+
+def run_together(stack, commands):
+    """Starts every command at once; returns [(exit code, JSON or None, stderr)] in order."""
+    processes = [
+        subprocess.Popen([admin_binary(), *command, "--json"], env=admin_env(stack), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for command in commands
+    ]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        results.append((process.returncode, json.loads(out) if out.strip() else None, err))
+    return results
+
+
+def aws_client(stack, service):
+    import boto3
+
+    env = stack.aws_env()
+    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def admin_version(stack, code):
+    item = aws_client(stack, "dynamodb").get_item(
+        TableName=stack.aws_env()["TABLE_NAME"], Key={"customer_code": {"S": code}}, ConsistentRead=True)["Item"]
+    return int(item["admin_version"]["N"])
+
+
+def test_concurrent_revoke_and_rotations_never_bring_the_revoked_key_back(stack):
+    customers = [h.new_customer(stack) for _ in range(3)]
+    commands, owners = [], []
+    for position, c in enumerate(customers):
+        rotations = [["keys", "rotate", "--code", c.code, "--grace", "24h"] for _ in range(4)]
+        rotations.insert(position, ["keys", "revoke", "--code", c.code, "--key-id", c.key_id])
+        commands += rotations
+        owners += [c] * len(rotations)
+    results = run_together(stack, commands)
+    for c in customers:
+        mine = [(cmd, res) for cmd, res, owner in zip(commands, results, owners) if owner is c]
+        rotated = set()
+        for cmd, (code, out, err) in mine:
+            if cmd[1] == "rotate":
+                assert code == 0, (cmd, out, err)
+                rotated.add(out["key_id"])
+            else:
+                # 2: two rotations ran first and already retired the original key.
+                assert code in (0, 2), (cmd, out, err)
+        kept = {k["key_id"] for k in h.admin_ok(stack, "customers", "show", "--code", c.code)["keys"]}
+        assert c.key_id not in kept, "the revoked key came back"
+        assert kept and kept <= rotated and len(kept) <= 2, (kept, rotated)
+        h.assert_oauth_error(h.token(stack, c.code, c.api_key), 401, "invalid_client", h.INVALID_CLIENT)
+        assert admin_version(stack, c.code) == 1 + sum(1 for _, (code, _, _) in mine if code == 0)
+
+
+def test_concurrent_limits_and_status_changes_leave_a_consistent_item(stack, customer):
+    commands = [["customers", "set-limits", "--code", customer.code, "--token-per-minute", str(100 + i)]
+                for i in range(3)]
+    commands += [["customers", "set-limits", "--code", customer.code, "--api-per-minute", str(200 + i)]
+                 for i in range(3)]
+    commands += [["customers", "suspend", "--code", customer.code], ["customers", "reactivate", "--code", customer.code]]
+    results = run_together(stack, commands)
+    assert [code for code, _, _ in results] == [0] * len(commands), results
+    shown = h.admin_ok(stack, "customers", "show", "--code", customer.code)
+    assert shown["limits"]["token_per_minute"] in {100, 101, 102}, shown
+    assert shown["limits"]["api_per_minute"] in {200, 201, 202}, shown
+    assert shown["status"] in {"active", "suspended"}
+    assert {k["key_id"] for k in shown["keys"]} == {customer.key_id}
+    assert admin_version(stack, customer.code) == 1 + len(commands), "every write built on the one before"
+
+
+def test_concurrent_signing_key_rotations_lose_no_key(stack, customer):
+    before_token = h.access_token(stack, customer.code, customer.api_key)
+    before = h.admin_ok(stack, "signing-keys", "list")["keys"]
+    (start,) = [k["kid"] for k in before if k["active"]]
+    results = run_together(stack, [["signing-keys", "rotate"] for _ in range(4)])
+    successor = {}
+    for code, out, err in results:
+        assert code == 0, (out, err)
+        assert out["previous_kid"] not in successor, f"two rotations replaced {out['previous_kid']}"
+        successor[out["previous_kid"]] = out["kid"]
+    chain = [start]
+    while chain[-1] in successor:
+        chain.append(successor[chain[-1]])
+    assert len(chain) == 5, (chain, successor)
+    listed = h.admin_ok(stack, "signing-keys", "list")["keys"]
+    assert [k["kid"] for k in listed if k["active"]] == [chain[-1]]
+    verification = json.loads(aws_client(stack, "secretsmanager").get_secret_value(
+        SecretId=stack.aws_env()["VERIFICATION_SECRET_ID"])["SecretString"])
+    published = {k["kid"] for k in verification["keys"]}
+    assert set(chain) <= published, "a reported key is missing from the verification secret"
+    assert set(chain) <= {k["kid"] for k in listed}
+    # Tokens signed before the rotations still verify; new tokens verify once the customer
+    # function has refreshed its keys (every 5 s locally). Rotations closer together than one
+    # refresh interval can make the token function sign with a key published only moments
+    # ago, so a brand-new token may need that refresh first.
+    assert h.get_customer(stack, before_token).status_code == 200
+    fresh = h.access_token(stack, customer.code, customer.api_key)
+    assert h.poll(lambda: h.get_customer(stack, fresh).status_code == 200, 15), "a new token never verified"
+
+
+# -- the CLI in a pipe -----------------------------------------------------------------------
+def test_output_into_a_closed_pipe_ends_quietly_with_141(stack, customer):
+    # The reader is gone before the CLI writes (it writes after its DynamoDB call): the write
+    # fails with EPIPE, which used to panic ("failed printing to stdout: Broken pipe").
+    for args in (["customers", "list", "--json"], ["customers", "list"], ["customers", "show", "--code", customer.code]):
+        process = subprocess.Popen([admin_binary(), *args], env={**admin_env(stack), "RUST_BACKTRACE": "1"},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141, (args, err)
+        assert err == "", (args, err)
+
+
+def test_list_piped_into_head_ends_quietly(stack, customer):
+    env = {**admin_env(stack), "RUST_BACKTRACE": "1"}
+    done = subprocess.run(["bash", "-c", f'"{admin_binary()}" customers list --json | head -c 100; '
+                                         'echo " ${PIPESTATUS[0]}" >&2'],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert len(done.stdout) == 100 and done.stdout.startswith('{"customers":[')
+    status = done.stderr.split()[-1]
+    assert status in {"0", "141"}, done.stderr  # 0 when the output fit in the pipe buffer
+    assert "panicked" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+
+
+# -- the AWS configuration chain -------------------------------------------------------------
+PROCESS_CREDENTIALS = '{"Version": 1, "AccessKeyId": "AKIDFROMPROCESS", "SecretAccessKey": "from-process"}'
+SSO_START_URL = "https://example.awsapps.com/start"
+
+
+class FakeSsoPortal(http.server.BaseHTTPRequestHandler):
+    """IAM Identity Center's GetRoleCredentials, which moto lacks: records each call."""
+
+    calls = []
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        FakeSsoPortal.calls.append((self.path, self.headers.get("x-amz-sso_bearer_token")))
+        body = json.dumps({"roleCredentials": {"accessKeyId": "AKIDFROMSSO", "secretAccessKey": "from-sso",
+                                               "sessionToken": "sso-session", "expiration": 4102444800000}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("profile", ["process", "assumed", "sso"])
+def test_profiles_with_credential_process_assume_role_and_sso_work(stack, customer, tmp_path, profile):
+    # The operator's usual AWS configuration, no credentials in the environment.
+    marker = tmp_path / "credential_process-ran"
+    script = tmp_path / "credentials.sh"
+    script.write_text(f"#!/bin/sh\ntouch '{marker}'\necho '{PROCESS_CREDENTIALS}'\n")
+    script.chmod(0o755)
+    role = f"arn:aws:iam::123456789012:role/operator-{h.unique_code()}"
+    (tmp_path / "config").write_text(
+        "[profile process]\n"
+        f"credential_process = {script}\n"
+        "[profile assumed]\n"
+        f"role_arn = {role}\n"
+        "source_profile = process\n"
+        "[profile sso]\n"
+        f"sso_start_url = {SSO_START_URL}\n"
+        "sso_region = us-east-1\n"
+        "sso_account_id = 123456789012\n"
+        "sso_role_name = operator\n"
+        "[profile broken]\n"
+        "credential_process = sh -c 'exit 3'\n"
+    )
+    # What `aws sso login` leaves behind: the token cache under ~/.aws/sso/cache.
+    cache = tmp_path / ".aws" / "sso" / "cache"
+    cache.mkdir(parents=True)
+    (cache / f"{hashlib.sha1(SSO_START_URL.encode()).hexdigest()}.json").write_text(json.dumps(
+        {"accessToken": "sso-access-token", "expiresAt": "2099-01-01T00:00:00Z", "region": "us-east-1",
+         "startUrl": SSO_START_URL}))
+    portal = http.server.HTTPServer(("127.0.0.1", 0), FakeSsoPortal)
+    threading.Thread(target=portal.serve_forever, daemon=True).start()
+    env = {k: v for k, v in admin_env(stack).items()
+           if k not in {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}}
+    env.update({"HOME": str(tmp_path), "AWS_CONFIG_FILE": str(tmp_path / "config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+                "AWS_ENDPOINT_URL_SSO": f"http://127.0.0.1:{portal.server_port}"})
+    try:
+        FakeSsoPortal.calls.clear()
+        done = subprocess.run([admin_binary(), "customers", "list", "--json"], env={**env, "AWS_PROFILE": profile},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert customer.code in {c["customer_code"] for c in json.loads(done.stdout)["customers"]}
+        if profile == "sso":
+            assert FakeSsoPortal.calls == [
+                ("/federation/credentials?role_name=operator&account_id=123456789012", "sso-access-token")]
+        else:
+            assert marker.exists(), "the profile's credential_process ran"
+        if profile == "assumed":
+            # moto's STS records the AssumeRole the profile made with the process credentials.
+            data = requests.get(f"{stack.endpoint}/moto-api/data.json", timeout=10).json()
+            assert role in {r["role_arn"] for r in data["sts"]["AssumedRole"]}, "no AssumeRole of the role"
+        broken = subprocess.run([admin_binary(), "customers", "list", "--json"],
+                                env={**env, "AWS_PROFILE": "broken"}, capture_output=True, text=True, timeout=60)
+        assert broken.returncode == 1, "no credentials: nothing else was used instead"
+        assert customer.code not in broken.stdout
+    finally:
+        portal.shutdown()

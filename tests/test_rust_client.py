@@ -36,25 +36,13 @@ def run_cargo(args, env):
     return done, done.stdout + done.stderr
 
 
-# Live tests that register a JWK (`keys add-jwk`) and authenticate with private_key_jwt: the
-# server does not offer private_key_jwt yet (issue 14), so they are skipped by name until it does.
-NEEDS_PRIVATE_KEY_JWT = [
-    "private_key_jwt_ed25519_and_es256_get_the_record",
-    "unregistered_or_revoked_jwk_gets_invalid_credentials",
-    "revoked_token_gets_401_and_a_new_token_works",
-    "revoke_current_token_with_private_key_jwt",
-    "introspection_says_active_for_own_token_only",
-]
-
-
 def test_rust_client_live_suite_passes(stack):
-    skips = [arg for name in NEEDS_PRIVATE_KEY_JWT for arg in ("--skip", name)]
     done, output = run_cargo(
-        ["test", "-p", "kiss-customer-api", "--test", "live", "--", "--ignored", "--test-threads=1", *skips],
+        ["test", "-p", "kiss-customer-api", "--test", "live", "--", "--ignored", "--test-threads=1"],
         cargo_env(stack),
     )
     assert done.returncode == 0, output[-6000:]
-    assert re.search(r"test result: ok\. 4 passed; 0 failed", output), output[-6000:]
+    assert re.search(r"test result: ok\. 9 passed; 0 failed", output), output[-6000:]
 
 
 def test_whoami_example_prints_the_record(stack, customer):

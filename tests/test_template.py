@@ -434,17 +434,14 @@ def test_release_bootstraps_match_the_architecture_sam_deploy_gives_the_function
 
 
 def test_table_ttl_names_an_attribute_items_carry_at_their_top_level():
-    """A TTL on an attribute no item has deletes nothing: either no TTL, or one the store writes."""
+    """A TTL on an attribute no item has deletes nothing: the TTL attribute must be the one the
+    store writes at the top level of the items that expire (the jti markers)."""
     tables = [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]
     assert tables
-    item_codec = (ROOT / "shared" / "src" / "store" / "item.rs").read_text()
-    constants = dict(re.findall(r'pub const (\w+): &str = "(\w+)";', item_codec))
-    # Attributes the codec reads from the item itself (`get_n(item, X)`), not from a nested map.
-    read = re.findall(r'(?:get_[sn]\(item, |item\.get\()&?(\w+)', item_codec)
-    top_level = {constants[name] for name in read if name in constants}
-    assert {"customer_code", "status", "name"} <= top_level, top_level
-    assert "expires_at" not in top_level, "key expiry is nested in api_keys"
+    source = (ROOT / "shared" / "src" / "store" / "assertions.rs").read_text()
+    marker = re.search(r'pub const MARKER_EXPIRES: &str = "(\w+)";', source).group(1)
+    # The marker item is written with that attribute at its top level.
+    assert ".item(MARKER_EXPIRES, n(assertion.replay_until))" in source
     for table in tables:
-        ttl = table["Properties"].get("TimeToLiveSpecification")
-        if ttl is not None:
-            assert ttl["AttributeName"] in top_level, ttl
+        ttl = table["Properties"]["TimeToLiveSpecification"]
+        assert ttl == {"AttributeName": marker, "Enabled": True}, ttl

@@ -410,13 +410,15 @@ def test_authorization_server_metadata(stack):
     assert doc["token_endpoint"] == stack.api_url + "/auth/token"
     assert doc["jwks_uri"] == stack.api_url + "/.well-known/jwks.json"
     assert doc["grant_types_supported"] == ["client_credentials"]
-    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
-    # RFC 8414 §2 with RFC 7009 and RFC 7662: the two other OAuth endpoints and how to
-    # authenticate there (private_key_jwt is not offered yet).
+    # RFC 8414 §2 with RFC 7009 and RFC 7662: the two other OAuth endpoints, and how to
+    # authenticate at all three (the same methods and assertion algorithms everywhere).
     assert doc["revocation_endpoint"] == stack.api_url + "/auth/revoke"
     assert doc["introspection_endpoint"] == stack.api_url + "/auth/introspect"
-    for field in ("revocation_endpoint_auth_methods_supported", "introspection_endpoint_auth_methods_supported"):
-        assert doc[field] == ["client_secret_basic", "client_secret_post"], (field, doc)
+    for endpoint in ("token", "revocation", "introspection"):
+        methods = doc[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert methods == ["client_secret_basic", "client_secret_post", "private_key_jwt"], (endpoint, doc)
+        algs = doc[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+        assert algs == ["EdDSA", "Ed25519", "ES256", "RS256", "PS256"], (endpoint, doc)
     assert "customer:read" in doc["scopes_supported"]
     assert isinstance(doc["response_types_supported"], list)  # REQUIRED by RFC 8414 §2
     assert "authorization_endpoint" not in doc

@@ -8,7 +8,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use lambda_http::{Body, Request, Response};
-use shared::admin;
 use shared::api_key::ApiKey;
 use shared::config::Config;
 use shared::customer_api::CustomerApi;
@@ -16,6 +15,7 @@ use shared::handler::Api;
 use shared::keys::{KeyDocument, MemoryKeySource};
 use shared::model::{Customer, StoredKey};
 use shared::store::memory::MemoryStore;
+use shared::test_util;
 use shared::token_api::TokenApi;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -71,15 +71,12 @@ fn build_fixture() -> Fixture {
         api_rate_limit: 2,
         ..Config::default()
     };
-    let mut customer = admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW)
-        .expect("valid profile")
-        .expect("random source")
-        .customer;
+    let mut customer = test_util::customer(CODE, NOW).customer;
     let key = ApiKey::presented(SECRET);
     customer.keys = BTreeMap::from([(
         key.key_id(),
         StoredKey {
-            hash: key.hash_hex(),
+            hash: Some(key.hash_hex()),
             created_at: NOW - 100,
             expires_at: None,
         },

@@ -9,7 +9,6 @@ mod common;
 use common::moto;
 use common::*;
 use lambda_http::{Body, Request};
-use shared::admin;
 use shared::config::Config;
 use shared::customer_api::CustomerApi;
 use shared::handler::Api;
@@ -17,6 +16,7 @@ use shared::keys::{KeyDocument, SecretsManagerSource};
 use shared::model::CustomerCode;
 use shared::rate_limit::window_start;
 use shared::store::dynamo::DynamoStore;
+use shared::test_util::{self, DynamoFixtures};
 use shared::token_api::TokenApi;
 use std::time::Instant;
 
@@ -76,9 +76,7 @@ async fn calls_per_request() -> Vec<Row> {
     );
     let mut customers = Vec::new();
     for code in ["BENCH-1", "BENCH-2", "BENCH-3"] {
-        let c = admin::new_customer(code, "Bench", "b@bench.example", "standard", &[], NOW)
-            .unwrap()
-            .unwrap();
+        let c = test_util::customer(code, NOW);
         store.create(&c.customer).await.unwrap();
         customers.push((code, c.api_key.expose().to_owned()));
     }
@@ -222,8 +220,8 @@ async fn calls_per_request() -> Vec<Row> {
         .await,
     );
     let third = CustomerCode::parse(customers[2].0).unwrap();
-    let stored = store.get(&third).await.unwrap().unwrap();
-    let (_, _, rotated) = admin::rotate_keys(&stored.keys, now, 0).unwrap();
+    // `keys rotate --grace 0`: only a fresh key is left.
+    let (_, _, rotated) = test_util::add_key(&Default::default(), now).unwrap();
     store.set_keys(&third, &rotated).await.unwrap();
     rows.push(
         measure(

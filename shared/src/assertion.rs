@@ -9,6 +9,9 @@ use serde_json::Value;
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest accepted assertion lifetime (`exp` − `iat`, or `exp` − now without `iat`).
 pub const MAX_LIFETIME_SECONDS: u64 = 3600;
+/// Why [`verify`] refused an assertion that no registered key verifies (worth re-reading
+/// the registered keys once: one may have been added a moment ago).
+pub const NO_KEY: &str = "no registered key verifies it with its alg";
 /// Longest accepted `jti`.
 const MAX_JTI_BYTES: usize = 256;
 
@@ -53,7 +56,7 @@ pub fn verify(
             .find(|(_, key)| jws.verified_by(key))
             .map(|(id, _)| id.clone()),
     }
-    .ok_or("no registered key verifies it with its alg")?;
+    .ok_or(NO_KEY)?;
     let iss = claimed_client(jws).ok_or("iss")?;
     if jws.claims.get("sub").and_then(Value::as_str) != Some(iss) {
         return Err("sub is not iss");
@@ -227,9 +230,6 @@ mod tests {
             );
         }
         let by_other = other.sign(ok, claims());
-        assert_eq!(
-            verify(&by_other, &s.keys(), &[AUD], NOW),
-            Err("no registered key verifies it with its alg")
-        );
+        assert_eq!(verify(&by_other, &s.keys(), &[AUD], NOW), Err(NO_KEY));
     }
 }

@@ -1,24 +1,15 @@
 //! AWS SDK configuration: explicit timeouts and retries that stay below the Lambda timeout.
 
 use crate::config::Config;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::BehaviorVersion;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
 use std::time::Duration;
 
-/// Loads the shared SDK configuration (region, credentials, `AWS_ENDPOINT_URL`) once.
-///
 /// Each attempt is bounded by `SDK_TIMEOUT_MS` and the whole operation by attempts × that,
 /// so a slow dependency becomes a contract 500 well inside the function timeout.
-pub async fn sdk_config(config: &Config) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts(config))
-        .retry_config(retries(config))
-        .load()
-        .await
-}
-
-fn timeouts(config: &Config) -> TimeoutConfig {
+pub fn timeouts(config: &Config) -> TimeoutConfig {
     let attempt = Duration::from_millis(config.sdk_timeout_ms);
     TimeoutConfig::builder()
         .connect_timeout(attempt.min(Duration::from_secs(1)))
@@ -27,7 +18,8 @@ fn timeouts(config: &Config) -> TimeoutConfig {
         .build()
 }
 
-fn retries(config: &Config) -> RetryConfig {
+/// At most `SDK_MAX_ATTEMPTS` attempts, standard backoff.
+pub fn retries(config: &Config) -> RetryConfig {
     RetryConfig::standard().with_max_attempts(config.sdk_max_attempts)
 }
 
@@ -35,7 +27,7 @@ fn retries(config: &Config) -> RetryConfig {
 /// (`AWS_REGION`, the role's `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`,
 /// and `AWS_ENDPOINT_URL` for the local stack) without `aws-config`'s provider chain (profile
 /// files, SSO, IMDS), which a Lambda function never uses: 0.8 MB less per binary and no
-/// file or network probing in init. Same timeouts and retries as [`sdk_config`].
+/// file or network probing in init. The admin CLI, which needs that chain, has its own.
 pub fn lambda_sdk_config(config: &Config, var: impl Fn(&str) -> Option<String>) -> SdkConfig {
     use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
     let credentials = Credentials::new(

@@ -30,6 +30,9 @@ pub mod text {
     pub const MALFORMED_BASIC: &str = "The Authorization header is malformed.";
     pub const TWO_AUTH_METHODS: &str = "Use only one client authentication method.";
     pub const TOKEN_REQUIRED: &str = "token is required.";
+    pub const ASSERTION_INCOMPLETE: &str =
+        "client_assertion and client_assertion_type are required together.";
+    pub const ASSERTION_TYPE_UNSUPPORTED: &str = "The client assertion type is not supported.";
     pub const ENDPOINT_ONLY_POST: &str = "This endpoint accepts only POST.";
 }
 

@@ -1,8 +1,8 @@
 //! The Customer API's rules as plain Rust: both Lambda functions and the admin CLI are thin
-//! layers over this crate.
+//! layers over this crate. Operator writes live in the admin crate (`infra/admin`), test
+//! doubles behind the `test-util` feature.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod api_key;
 pub mod assertion;
 pub mod aws;
@@ -18,5 +18,7 @@ pub mod log;
 pub mod model;
 pub mod rate_limit;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod token_api;
 pub mod token_request;

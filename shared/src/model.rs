@@ -55,12 +55,13 @@ impl CustomerStatus {
     }
 }
 
-/// One API key of a customer, as stored under its public id: never the key itself, only
-/// its hash.
+/// One key of a customer, as stored under its public id: an API key (never the key itself,
+/// only its hash) or a registered public JWK (`private_key_jwt`; the JWK itself is stored
+/// beside the customer item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
-    /// Hex SHA-256 of the full API key.
-    pub hash: String,
+    /// Hex SHA-256 of the full API key; `None` for a registered JWK.
+    pub hash: Option<String>,
     /// Unix seconds of creation.
     pub created_at: u64,
     /// Unix seconds after which the key no longer authenticates (rotation grace).
@@ -82,6 +83,8 @@ pub enum Credential<'a> {
     ApiKey { id: &'a str, hash: &'a str },
     /// A verified access token's `key_id` and revocation `epoch`.
     Token { key_id: &'a str, epoch: u64 },
+    /// A client assertion verified with the registered JWK `key_id`.
+    Jwk { key_id: &'a str },
 }
 
 impl Credential<'_> {
@@ -89,7 +92,7 @@ impl Credential<'_> {
     pub fn key_id(&self) -> &str {
         match self {
             Self::ApiKey { id, .. } => id,
-            Self::Token { key_id, .. } => key_id,
+            Self::Token { key_id, .. } | Self::Jwk { key_id } => key_id,
         }
     }
 }
@@ -138,8 +141,9 @@ impl Customer {
             && key.is_some_and(|k| {
                 k.is_valid_at(now)
                     && match credential {
-                        Credential::ApiKey { hash, .. } => k.hash == *hash,
+                        Credential::ApiKey { hash, .. } => k.hash.as_deref() == Some(*hash),
                         Credential::Token { epoch, .. } => *epoch == self.token_epoch,
+                        Credential::Jwk { .. } => k.hash.is_none(),
                     }
             })
     }

@@ -1,21 +1,33 @@
 //! The token function: `POST /auth/token` and the public `/.well-known` documents.
 
+use crate::assertion;
 use crate::aws::{Production, warm_up};
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, OAuthError, text};
 use crate::handler::{Api, Handled, body_bytes};
 use crate::http::{Headers, build, json_response, with_rate_limit};
+use crate::jwk::Jws;
+use crate::jwt::LEEWAY_SECONDS;
 use crate::jwt::{self, TokenSettings};
 use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
 use crate::model::{Credential, Customer, CustomerCode, DEFAULT_SCOPE};
 use crate::rate_limit::RateInfo;
+use crate::store::Assertion;
 use crate::store::dynamo::DynamoStore;
 use crate::store::{CustomerStore, Effect, TokenAuth};
-use crate::token_request::{self, AuthMethod, ClientCredentials, RawTokenRequest};
+use crate::token_request::{self, ClientCredentials, RawTokenRequest};
 use lambda_http::{Body, Request, Response};
 
 const TOKEN_ROUTE: &str = "POST /auth/token";
+/// Client authentication methods of all three OAuth endpoints.
+const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+/// Client assertion algorithms (`Ed25519` is RFC 9864's name for `EdDSA` with Ed25519).
+const ASSERTION_ALGS: [&str; 5] = ["EdDSA", "Ed25519", "ES256", "RS256", "PS256"];
 const REVOKE_ROUTE: &str = "POST /auth/revoke";
 const INTROSPECT_ROUTE: &str = "POST /auth/introspect";
 
@@ -62,11 +74,14 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             "token_endpoint": format!("{base}/auth/token"),
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "revocation_endpoint": format!("{base}/auth/revoke"),
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "introspection_endpoint": format!("{base}/auth/introspect"),
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "scopes_supported": [DEFAULT_SCOPE],
             "response_types_supported": [],
         })
@@ -95,19 +110,14 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         }
     }
 
-    /// `POST /auth/token`, SPEC §5 steps 2–9.
+    /// `POST /auth/token` (`docs/contract.md`, "Token endpoint", steps 2–9).
     async fn token(&self, request: &Request, now: u64) -> Handled {
         let parsed = match token_request::parse(&raw_request(request)) {
             Ok(parsed) => parsed,
             Err(err) => return oauth_failure(err, None, TOKEN_ROUTE, Outcome::InvalidRequest),
         };
-        let client = ClientCredentials {
-            client_id: parsed.client_id,
-            client_secret: parsed.client_secret,
-            method: parsed.method,
-        };
         let client = match self
-            .authenticate(&client, Effect::Count, TOKEN_ROUTE, now)
+            .authenticate(&parsed.client, Effect::Count, TOKEN_ROUTE, now)
             .await
         {
             Ok(client) => client,
@@ -187,36 +197,106 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         route: &'static str,
         now: u64,
     ) -> Result<Authenticated, Handled> {
-        let basic = client.method == AuthMethod::Basic;
         let invalid_client = || {
             oauth_failure(
-                OAuthError::InvalidClient { basic },
+                OAuthError::InvalidClient {
+                    basic: client.is_basic(),
+                },
                 None,
                 route,
                 Outcome::InvalidClient,
             )
         };
-        // The Customer Code format is public, so refusing a malformed one early reveals nothing.
-        let Some(code) = CustomerCode::parse(&client.client_id) else {
-            return Err(invalid_client());
+        let (code, key_id, auth) = match client {
+            ClientCredentials::Secret {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                // The Customer Code format is public, so refusing a malformed one early
+                // reveals nothing.
+                let Some(code) = CustomerCode::parse(client_id) else {
+                    return Err(invalid_client());
+                };
+                // Our keys carry a checksum: one that fails it was never issued, so it is
+                // refused before any I/O, with the same bytes as a wrong key.
+                if !client_secret.is_well_formed() {
+                    return Err(invalid_client());
+                }
+                let (key_id, hash) = (client_secret.key_id(), client_secret.hash_hex());
+                let credential = Credential::ApiKey {
+                    id: &key_id,
+                    hash: &hash,
+                };
+                let auth = self
+                    .store
+                    .authorize_token(&code, credential, effect, now, self.token_limit)
+                    .await;
+                (code, key_id, auth)
+            }
+            ClientCredentials::Assertion {
+                client_id,
+                assertion,
+            } => {
+                let jws = Jws::parse(assertion);
+                let claimed = jws.as_ref().and_then(assertion::claimed_client);
+                let code = claimed
+                    .filter(|iss| client_id.as_deref().is_none_or(|id| id == *iss))
+                    .and_then(CustomerCode::parse);
+                let (Some(jws), Some(code)) = (jws, code) else {
+                    return Err(invalid_client());
+                };
+                let kid = jws.header.get("kid").and_then(|k| k.as_str());
+                let base = self.base_url();
+                let audiences = [format!("{base}/auth/token"), self.settings.issuer.clone()];
+                let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+                // Signature and claims first: an assertion that fails them counts nothing.
+                // No cached key verifies it: read the registered keys once more (a key
+                // registered a moment ago must work at once).
+                let mut verified = Err("not tried");
+                for reread in [false, true] {
+                    let keys = match self.store.registered_jwks(&code, kid, reread, now).await {
+                        Ok(keys) => keys,
+                        Err(err) => {
+                            tracing::error!(error = %err, "registered keys unavailable");
+                            return Err(oauth_failure(
+                                OAuthError::ServerError,
+                                None,
+                                route,
+                                Outcome::ServerError,
+                            ));
+                        }
+                    };
+                    verified = assertion::verify(&jws, &keys, &audiences, now);
+                    if verified != Err(assertion::NO_KEY) {
+                        break;
+                    }
+                }
+                let verified = match verified {
+                    Ok(verified) => verified,
+                    Err(reason) => {
+                        tracing::debug!(reason, "client assertion refused");
+                        return Err(invalid_client());
+                    }
+                };
+                let replay_until = verified.exp.saturating_add(LEEWAY_SECONDS);
+                let auth = self
+                    .store
+                    .authorize_assertion(
+                        &code,
+                        Assertion {
+                            key_id: &verified.key_id,
+                            jti: &verified.jti,
+                            replay_until,
+                        },
+                        effect,
+                        now,
+                        self.token_limit,
+                    )
+                    .await;
+                (code, verified.key_id, auth)
+            }
         };
-        // Our keys carry a checksum: one that fails it was never issued, so it is refused
-        // before any I/O, with the same bytes as a wrong key.
-        if !client.client_secret.is_well_formed() {
-            return Err(invalid_client());
-        }
-        let (key_id, hash) = (
-            client.client_secret.key_id(),
-            client.client_secret.hash_hex(),
-        );
-        let credential = Credential::ApiKey {
-            id: &key_id,
-            hash: &hash,
-        };
-        let auth = self
-            .store
-            .authorize_token(&code, credential, effect, now, self.token_limit)
-            .await;
         match auth {
             Ok(TokenAuth::Granted { customer, rate }) => Ok(Authenticated {
                 code,
@@ -261,7 +341,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         )
         .await
         {
-            Ok(claims) => claims.sub == operation.client.client_id,
+            Ok(claims) => operation.client.claimed_id().as_deref() == Some(claims.sub.as_str()),
             Err(jwt::VerifyError::Invalid(_)) => false,
             Err(jwt::VerifyError::Keys(err)) => {
                 tracing::error!(error = %err, "verification keys unavailable");

@@ -2,6 +2,7 @@
 //! first failure wins.
 
 use crate::api_key::ApiKey;
+use crate::assertion::ASSERTION_TYPE;
 use crate::error::{OAuthError, text};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -20,24 +21,11 @@ pub enum AuthMethod {
 }
 
 /// A well-formed client-credentials request.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TokenRequest {
-    pub client_id: String,
-    pub client_secret: ApiKey,
-    pub method: AuthMethod,
+    pub client: ClientCredentials,
     /// The raw `scope` parameter; judged after authentication (step 9).
     pub scope: Option<String>,
-}
-
-impl fmt::Debug for TokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRequest")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("method", &self.method)
-            .field("scope", &self.scope)
-            .finish()
-    }
 }
 
 /// The parts of the HTTP request the token endpoint looks at.
@@ -202,13 +190,31 @@ impl Params {
     }
 }
 
-/// Client authentication of any OAuth endpoint: Basic or the body, exactly one of them.
+/// Client authentication of any OAuth endpoint: exactly one of Basic, a secret in the body
+/// or a client assertion.
 fn client_credentials(
     raw: &RawTokenRequest<'_>,
     params: &Params,
 ) -> Result<ClientCredentials, OAuthError> {
     let basic = basic_credentials(raw.authorization)?;
     let (body_id, body_secret) = (params.get("client_id"), params.get("client_secret"));
+    let assertion = (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    );
+    if assertion != (None, None) {
+        if basic.is_some() || body_secret.is_some() {
+            return Err(invalid(text::TWO_AUTH_METHODS));
+        }
+        return match assertion {
+            (Some(ASSERTION_TYPE), Some(assertion)) => Ok(ClientCredentials::Assertion {
+                client_id: body_id.map(str::to_owned),
+                assertion: assertion.to_owned(),
+            }),
+            (Some(_), Some(_)) => Err(invalid(text::ASSERTION_TYPE_UNSUPPORTED)),
+            _ => Err(invalid(text::ASSERTION_INCOMPLETE)),
+        };
+    }
     let (client_id, client_secret, method) = match basic {
         Some((id, secret)) => {
             // client_id may repeat the Basic id (some libraries send it); a secret may not.
@@ -226,7 +232,7 @@ fn client_credentials(
     if client_id.is_empty() || client_secret.is_empty() {
         return Err(invalid(text::CREDENTIALS_REQUIRED));
     }
-    Ok(ClientCredentials {
+    Ok(ClientCredentials::Secret {
         client_id,
         client_secret: ApiKey::presented(&client_secret),
         method,
@@ -242,21 +248,77 @@ pub fn parse(raw: &RawTokenRequest<'_>) -> Result<TokenRequest, OAuthError> {
         Some("client_credentials") => {}
         Some(_) => return Err(OAuthError::UnsupportedGrantType),
     }
-    let client = client_credentials(raw, &params)?;
     Ok(TokenRequest {
-        client_id: client.client_id,
-        client_secret: client.client_secret,
-        method: client.method,
+        client: client_credentials(raw, &params)?,
         scope: params.get("scope").map(str::to_owned),
     })
 }
 
 /// The client's credentials as presented (not yet verified).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct ClientCredentials {
-    pub client_id: String,
-    pub client_secret: ApiKey,
-    pub method: AuthMethod,
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientCredentials {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret {
+        client_id: String,
+        client_secret: ApiKey,
+        method: AuthMethod,
+    },
+    /// `private_key_jwt`: the assertion and the `client_id` sent beside it, if any.
+    Assertion {
+        client_id: Option<String>,
+        assertion: String,
+    },
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret {
+                client_id,
+                client_secret,
+                method,
+            } => f
+                .debug_struct("Secret")
+                .field("client_id", client_id)
+                .field("client_secret", client_secret)
+                .field("method", method)
+                .finish(),
+            Self::Assertion { client_id, .. } => f
+                .debug_struct("Assertion")
+                .field("client_id", client_id)
+                .field("assertion", &"***")
+                .finish(),
+        }
+    }
+}
+
+impl ClientCredentials {
+    /// The client the request says it is (for an assertion: its `client_id` or `iss`),
+    /// before anything is verified.
+    pub fn claimed_id(&self) -> Option<String> {
+        match self {
+            Self::Secret { client_id, .. } => Some(client_id.clone()),
+            Self::Assertion {
+                client_id: Some(id),
+                ..
+            } => Some(id.clone()),
+            Self::Assertion { assertion, .. } => crate::jwk::Jws::parse(assertion)
+                .as_ref()
+                .and_then(crate::assertion::claimed_client)
+                .map(str::to_owned),
+        }
+    }
+
+    /// Whether HTTP Basic was used (a failure then carries the Basic challenge).
+    pub fn is_basic(&self) -> bool {
+        matches!(
+            self,
+            Self::Secret {
+                method: AuthMethod::Basic,
+                ..
+            }
+        )
+    }
 }
 
 /// A well-formed revocation (RFC 7009) or introspection (RFC 7662) request.

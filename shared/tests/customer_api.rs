@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use lambda_http::Body;
-use shared::admin;
 use shared::model::CustomerStatus;
+use shared::test_util;
 
 async fn lookup(f: &Fixture, path: &str, token: &str, now: u64) -> lambda_http::Response<Body> {
     call(&f.customer, get_with_token(path, token), now).await
@@ -280,7 +280,7 @@ async fn revoked_key_and_suspended_customer_tokens_are_forged_401s_and_count_not
     let f = Fixture::new();
     let mut customer = f.store.get(&f.code()).unwrap();
     customer.api_limit = Some(3);
-    let (second, _, keys) = admin::rotate_keys(&customer.keys, NOW, 3600).unwrap();
+    let (second, _, keys) = test_util::add_key(&customer.keys, NOW).unwrap();
     customer.keys = keys;
     f.store.put(customer.clone());
     let old = f.access_token(NOW).await;

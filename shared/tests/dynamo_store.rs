@@ -1,17 +1,17 @@
 //! The DynamoDB store and Secrets Manager source against a real moto server: single round
-//! trips, exact limits under concurrency, admin operations, and keys.
+//! trips, exact limits under concurrency, and keys. (The admin crate tests its own writes.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::moto;
 use common::{CODE, NOW};
-use shared::admin;
 use shared::keys::{KeyCache, KeyDocument, SecretsManagerSource};
 use shared::model::{Credential, CustomerCode, CustomerStatus};
 use shared::rate_limit::window_start;
 use shared::store::dynamo::DynamoStore;
 use shared::store::{CustomerStore, Effect, Lookup, StoreError, TokenAuth};
+use shared::test_util::{self, DynamoFixtures, SecretFixtures};
 use std::sync::Arc;
 
 struct Setup {
@@ -44,9 +44,7 @@ async fn setup() -> Setup {
     let (client, calls) = moto::dynamodb();
     let table = moto::table(&client).await;
     let store = DynamoStore::new(client, table);
-    let created = admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW)
-        .unwrap()
-        .unwrap();
+    let created = test_util::customer(CODE, NOW);
     store.create(&created.customer).await.unwrap();
     Setup {
         store,
@@ -55,56 +53,6 @@ async fn setup() -> Setup {
         key_id: created.key_id,
         code: created.customer.code,
     }
-}
-
-#[tokio::test]
-async fn admin_operations_round_trip_and_refuse_bad_targets() {
-    let s = setup().await;
-    let stored = s.store.get(&s.code).await.unwrap().unwrap();
-    assert_eq!(stored.name, "Acme");
-    assert_eq!(stored.status, CustomerStatus::Active);
-    assert_eq!(
-        stored.keys.get(&s.key_id).map(|k| k.hash.as_str()),
-        Some(s.hash.as_str())
-    );
-    let again = admin::new_customer(CODE, "Other", "x@y.example", "standard", &[], NOW)
-        .unwrap()
-        .unwrap();
-    assert!(matches!(
-        s.store.create(&again.customer).await,
-        Err(StoreError::AlreadyExists)
-    ));
-    assert_eq!(
-        s.store.get(&s.code).await.unwrap().unwrap().name,
-        "Acme",
-        "nothing overwritten"
-    );
-    s.store
-        .set_status(&s.code, CustomerStatus::Suspended)
-        .await
-        .unwrap();
-    s.store.set_limits(&s.code, Some(5), None).await.unwrap();
-    let changed = s.store.get(&s.code).await.unwrap().unwrap();
-    assert_eq!(
-        (changed.status, changed.token_limit, changed.api_limit),
-        (CustomerStatus::Suspended, Some(5), None)
-    );
-    assert_eq!(s.store.list().await.unwrap().len(), 1);
-    let ghost = CustomerCode::parse("GHOST-1").unwrap();
-    assert!(matches!(
-        s.store.set_status(&ghost, CustomerStatus::Active).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.store.delete(&ghost).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(
-        s.store.get(&ghost).await.unwrap().is_none(),
-        "a refused update creates nothing"
-    );
-    s.store.delete(&s.code).await.unwrap();
-    assert!(s.store.get(&s.code).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@
 
 mod common;
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -24,17 +23,18 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::{RetryConfig, RetryMode};
 use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
 use common::fault_server::{Canned, Fault, FaultServer};
 use common::moto;
 use common::{
     CODE, NOW, assert_oauth, call, get_with_token, json, post_form, request, segment, text,
 };
 use lambda_http::{Body, Response};
-use shared::admin;
 use shared::config::Config;
 use shared::customer_api::CustomerApi;
 use shared::keys::{KeyDocument, SecretsManagerSource};
 use shared::store::dynamo::DynamoStore;
+use shared::test_util::{self, DynamoFixtures, SecretFixtures};
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -222,10 +222,7 @@ impl Env {
         let direct = DynamoStore::new(seed.clone(), &table);
         let mut forms = Vec::new();
         for code in [CODE, OTHER_CODE] {
-            let created =
-                admin::new_customer(code, "Acme", "ops@acme.example", "standard", &[], NOW - 100)
-                    .unwrap()
-                    .unwrap();
+            let created = test_util::customer(code, NOW - 100);
             direct.create(&created.customer).await.unwrap();
             forms.push(format!(
                 "grant_type=client_credentials&client_id={code}&client_secret={}",

@@ -9,7 +9,6 @@ mod common;
 use common::moto;
 use common::*;
 use lambda_http::Body;
-use shared::admin;
 use shared::api_key::ApiKey;
 use shared::customer_api::CustomerApi;
 use shared::keys::MemoryKeySource;
@@ -18,6 +17,7 @@ use shared::rate_limit::WINDOW_SECONDS;
 use shared::store::dynamo::DynamoStore;
 use shared::store::memory::MemoryStore;
 use shared::store::{CustomerStore, Effect, Lookup, TokenAuth};
+use shared::test_util::{self, DynamoFixtures};
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 
@@ -32,9 +32,7 @@ struct Customer {
 }
 
 fn new_customer() -> Customer {
-    let created = admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW)
-        .unwrap()
-        .unwrap();
+    let created = test_util::customer(CODE, NOW);
     Customer {
         code: created.customer.code.clone(),
         key_id: created.key_id,
@@ -220,7 +218,7 @@ async fn revoked_token_1000_times_on_dynamodb_counts_nothing_one_call_each() {
     m.store.set_limits(&m.c.code, None, Some(3)).await.unwrap();
     let old = m.token_for(&m.c.key, NOW).await;
     let stored = m.store.get(&m.c.code).await.unwrap().unwrap();
-    let (second, _, keys) = admin::rotate_keys(&stored.keys, NOW, 3600).unwrap();
+    let (second, _, keys) = test_util::add_key(&stored.keys, NOW).unwrap();
     m.store.set_keys(&m.c.code, &keys).await.unwrap();
     let fresh = m.token_for(&second, NOW).await;
     let mut forged = old.clone();
@@ -233,7 +231,8 @@ async fn revoked_token_1000_times_on_dynamodb_counts_nothing_one_call_each() {
         Some("2")
     );
 
-    let revoked = admin::revoke_key(&keys, &m.c.key_id).unwrap();
+    let mut revoked = keys.clone();
+    revoked.remove(&m.c.key_id);
     m.store.set_keys(&m.c.code, &revoked).await.unwrap();
     let before = m.calls.get();
     for _ in 0..1000 {

@@ -7,10 +7,10 @@ mod common;
 
 use common::*;
 use lambda_http::{Body, Response};
-use shared::admin;
 use shared::api_key::ApiKey;
 use shared::error::text;
 use shared::model::CustomerStatus;
+use shared::test_util;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -65,9 +65,7 @@ fn assert_empty_200(response: &Response<Body>) {
 
 /// A second customer with its own key and a token of it.
 async fn other_customer(f: &Fixture) -> String {
-    let other = admin::new_customer("OTHER-1", "Other", "o@other.example", "standard", &[], NOW)
-        .unwrap()
-        .unwrap();
+    let other = test_util::customer("OTHER-1", NOW);
     f.store.put(other.customer);
     let form = format!(
         "grant_type=client_credentials&client_id=OTHER-1&client_secret={}",
@@ -254,7 +252,7 @@ async fn introspection_reports_exactly_what_the_lookup_would_accept() {
     assert_eq!(introspect(&f, &forged, NOW).await, inactive);
     // A token of a revoked key: inactive although its signature is good.
     let mut customer = f.store.get(&f.code()).unwrap();
-    let (second, _, keys) = admin::rotate_keys(&customer.keys, NOW, 3600).unwrap();
+    let (second, _, keys) = test_util::add_key(&customer.keys, NOW).unwrap();
     customer.keys = keys;
     f.store.put(customer.clone());
     let second_form = format!(
@@ -327,7 +325,11 @@ async fn metadata_names_the_revocation_and_introspection_endpoints() {
     )
     .await;
     let doc = json(&response);
-    let methods = serde_json::json!(["client_secret_basic", "client_secret_post"]);
+    let methods = serde_json::json!([
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt"
+    ]);
     assert_eq!(doc["revocation_endpoint"], "https://api.test/auth/revoke");
     assert_eq!(
         doc["introspection_endpoint"],

@@ -2,12 +2,16 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use customer_admin::aws::Backends;
+use customer_admin::rules as admin;
+use customer_admin::signing::{self, Outcome};
+use customer_admin::table::CustomerTable;
+use customer_admin::{AdminError, rules::InputError};
 use serde_json::{Value, json};
-use shared::admin::{self, Backends, InputError};
 use shared::config::Config;
-use shared::keys::{KeyDocument, KeyError};
+use shared::keys::KeyDocument;
 use shared::model::{CustomerStatus, rfc3339, unix_now};
-use shared::store::StoreError;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -91,12 +95,24 @@ enum Keys {
         #[arg(long, default_value = "24h")]
         grace: String,
     },
-    /// Revoke one API key at once.
+    /// Revoke one API key or registered JWK at once (its tokens stop working too).
     Revoke {
         #[arg(long)]
         code: String,
         #[arg(long)]
         key_id: String,
+    },
+    /// Register a public JWK for private_key_jwt (Ed25519, P-256 or RSA >= 2048 bits).
+    #[command(name = "add-jwk")]
+    AddJwk {
+        #[arg(long)]
+        code: String,
+        /// File holding one public JWK (JSON).
+        #[arg(long)]
+        jwk_file: std::path::PathBuf,
+        /// When the key stops authenticating (e.g. 90d); default never.
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 
@@ -116,34 +132,18 @@ enum Failure {
     Backend(String),
 }
 
-impl From<InputError> for Failure {
-    fn from(err: InputError) -> Self {
-        Self::Input(err.to_string())
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::AlreadyExists => {
-                Self::Input("a customer with this code already exists".into())
-            }
-            StoreError::NotFound => Self::Input("no customer with this code".into()),
-            StoreError::KeyNotFound => Self::Input("no such API key".into()),
-            other => Self::Backend(other.to_string()),
+impl From<AdminError> for Failure {
+    fn from(err: AdminError) -> Self {
+        match err.exit_code() {
+            2 => Self::Input(err.to_string()),
+            _ => Self::Backend(err.to_string()),
         }
     }
 }
 
-impl From<KeyError> for Failure {
-    fn from(err: KeyError) -> Self {
-        Self::Backend(err.to_string())
-    }
-}
-
-impl From<shared::api_key::RandomError> for Failure {
-    fn from(err: shared::api_key::RandomError) -> Self {
-        Self::Backend(err.to_string())
+impl From<InputError> for Failure {
+    fn from(err: InputError) -> Self {
+        Self::Input(err.to_string())
     }
 }
 
@@ -199,7 +199,7 @@ fn customer_text(view: &Value) -> String {
 }
 
 async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failure> {
-    let store = &backends.store;
+    let store = &backends.table;
     let now = unix_now();
     match cmd {
         Customers::Create {
@@ -209,7 +209,8 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
             plan,
             scopes,
         } => {
-            let created = admin::new_customer(&code, &name, &email, &plan, &scopes, now)??;
+            let created = admin::new_customer(&code, &name, &email, &plan, &scopes, now)?
+                .map_err(AdminError::from)?;
             store.create(&created.customer).await?;
             let code = created.customer.code.as_str();
             let key = created.api_key.expose();
@@ -223,8 +224,8 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
         }
         Customers::Show(Code { code }) => {
             let code = admin::code(&code)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let view = admin::customer_view(&customer);
+            let customer = store.get(&code).await?.ok_or(AdminError::NotFound)?;
+            let view = admin::customer_view(&customer.customer);
             let text = customer_text(&view);
             Ok(output(view, text))
         }
@@ -262,11 +263,9 @@ async fn customers(cmd: Customers, backends: &Backends) -> Result<Output, Failur
             api_per_minute,
         } => {
             let code = admin::code(&code)?;
-            store
+            let (token, api) = store
                 .set_limits(&code, token_per_minute, api_per_minute)
                 .await?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let (token, api) = (customer.token_limit, customer.api_limit);
             Ok(output(
                 json!({"customer_code": code.as_str(), "token_per_minute": token, "api_per_minute": api}),
                 format!(
@@ -284,7 +283,7 @@ fn limit_text(limit: Option<u64>) -> String {
 }
 
 async fn set_status(
-    store: &shared::store::dynamo::DynamoStore,
+    store: &CustomerTable,
     code: &str,
     status: CustomerStatus,
 ) -> Result<Output, Failure> {
@@ -297,15 +296,13 @@ async fn set_status(
 }
 
 async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
-    let store = &backends.store;
+    let store = &backends.table;
     let now = unix_now();
     match cmd {
         Keys::Rotate { code, grace } => {
             let code = admin::code(&code)?;
             let grace = admin::parse_duration(&grace)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let (api_key, key_id, next) = admin::rotate_keys(&customer.keys, now, grace)?;
-            store.set_keys(&code, &next).await?;
+            let (api_key, key_id) = store.rotate_key(&code, now, grace).await?;
             let key = api_key.expose();
             Ok(output(
                 json!({"api_key": key, "key_id": key_id}),
@@ -315,11 +312,37 @@ async fn keys(cmd: Keys, backends: &Backends) -> Result<Output, Failure> {
                 ),
             ))
         }
+        Keys::AddJwk {
+            code,
+            jwk_file,
+            expires,
+        } => {
+            let code = admin::code(&code)?;
+            let expires_at = expires
+                .as_deref()
+                .map(admin::parse_duration)
+                .transpose()?
+                .map(|seconds| now + seconds);
+            let raw = std::fs::read_to_string(&jwk_file)
+                .map_err(|_| InputError::File(jwk_file.display().to_string()))?;
+            let jwk = shared::jwk::PublicJwk::parse(&raw).map_err(InputError::Jwk)?;
+            let key_id = store.add_jwk(&code, &jwk, now, expires_at).await?;
+            let (kty, alg) = (jwk.kty(), jwk.alg().as_str());
+            let until = expires_at.map_or_else(
+                || "never expires".to_owned(),
+                |t| format!("expires {}", rfc3339(t)),
+            );
+            Ok(output(
+                json!({"key_id": key_id, "kty": kty, "alg": alg}),
+                format!("Registered JWK {key_id} ({kty}, {alg}) for {code}; it {until}."),
+            ))
+        }
         Keys::Revoke { code, key_id } => {
             let code = admin::code(&code)?;
-            let customer = store.get(&code).await?.ok_or(StoreError::NotFound)?;
-            let next = admin::revoke_key(&customer.keys, &key_id)?;
-            store.set_keys(&code, &next).await?;
+            store.revoke_key(&code, &key_id).await?;
+            // A revoked JWK's material goes too (best effort: without its entry it
+            // authenticates nothing).
+            let _ = store.set_jwk_material(&code, &key_id, None).await;
             Ok(output(
                 json!({"customer_code": code.as_str(), "key_id": key_id, "revoked": true}),
                 format!("Revoked key {key_id} of {code}."),
@@ -342,8 +365,6 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
         .verification
         .as_ref()
         .ok_or_else(|| missing("VERIFICATION_SECRET_ID"))?;
-    let mut doc = KeyDocument::parse(&signing.read().await?)?;
-    let now = unix_now();
     let list = |doc: &KeyDocument| -> Vec<Value> {
         let active = doc.active.as_ref().map(|a| a.kid.as_str());
         doc.keys
@@ -353,7 +374,7 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
     };
     match cmd {
         SigningKeys::List => {
-            let keys = list(&doc);
+            let keys = list(&signing.read().await?.doc);
             let text = keys
                 .iter()
                 .map(|k| {
@@ -379,28 +400,18 @@ async fn signing_keys(cmd: SigningKeys, backends: &Backends) -> Result<Output, F
                 },
             ))
         }
-        SigningKeys::Init if doc.active.is_some() => {
-            let kid = doc
-                .active
-                .as_ref()
-                .map(|a| a.kid.clone())
-                .unwrap_or_default();
-            Ok(output(
-                json!({"kid": kid, "created": false}),
-                format!("Signing key {kid} already exists; nothing changed."),
-            ))
-        }
         SigningKeys::Init | SigningKeys::Rotate => {
-            let previous = doc.active.as_ref().map(|a| a.kid.clone());
-            let active = doc.rotate(now)?;
-            // Public side first: no token is ever signed by a key verifiers cannot find.
-            let public = doc.public();
-            verification.write(&public).await?;
-            signing.write(&doc).await?;
-            Ok(output(
-                json!({"kid": active.kid, "previous_kid": previous, "created": true}),
-                format!("Signing key {} is active.", active.kid),
-            ))
+            let init_only = matches!(cmd, SigningKeys::Init);
+            match signing::rotate(signing, verification, init_only, unix_now).await? {
+                Outcome::Exists { kid } => Ok(output(
+                    json!({"kid": kid, "created": false}),
+                    format!("Signing key {kid} already exists; nothing changed."),
+                )),
+                Outcome::Created { kid, previous } => Ok(output(
+                    json!({"kid": kid, "previous_kid": previous, "created": true}),
+                    format!("Signing key {kid} is active."),
+                )),
+            }
         }
     }
 }
@@ -415,28 +426,52 @@ async fn run(cli: Cli) -> Result<Output, Failure> {
     }
 }
 
+/// The exit status when the reader of our output went away (`customer-admin … | head`): what
+/// a shell reports for a process killed by SIGPIPE, so `set -o pipefail` scripts still see
+/// that the output was cut, while nothing is printed (no panic, no message).
+const BROKEN_PIPE: u8 = 128 + 13;
+
+/// Writes one line to stdout, reporting a closed pipe instead of panicking as `println!`
+/// does (Rust ignores SIGPIPE, so the write fails with `EPIPE`).
+fn print_line(line: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+fn print_failed(err: &io::Error) -> ExitCode {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::from(BROKEN_PIPE);
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "customer-admin: cannot write the output: {err}"
+    );
+    ExitCode::from(1)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli).await {
         Ok(out) => {
-            if json {
-                println!("{}", out.json);
-            } else {
-                println!("{}", out.text);
+            let line = if json { out.json.to_string() } else { out.text };
+            match print_line(&line) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => print_failed(&err),
             }
-            ExitCode::SUCCESS
         }
         Err(failure) => {
             let (message, code) = match failure {
                 Failure::Input(m) => (m, 2),
                 Failure::Backend(m) => (m, 1),
             };
+            // The command's own failure is what the exit status reports, printed or not.
             if json {
-                println!("{}", json!({ "error": message }));
+                let _ = print_line(&json!({ "error": message }).to_string());
             }
-            eprintln!("customer-admin: {message}");
+            let _ = writeln!(io::stderr(), "customer-admin: {message}");
             ExitCode::from(code)
         }
     }

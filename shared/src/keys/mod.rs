@@ -17,7 +17,9 @@ mod cache;
 mod source;
 
 pub use cache::KeyCache;
-pub use source::{KeySource, MemoryKeySource, SecretsManagerSource};
+#[cfg(feature = "test-util")]
+pub use source::MemoryKeySource;
+pub use source::{KeySource, SecretsManagerSource};
 
 use crate::api_key::{hex, random_bytes};
 use base64::Engine;

@@ -1,4 +1,5 @@
-//! Where key documents come from: Secrets Manager in production, memory in tests.
+//! Where key documents come from: Secrets Manager in production, memory in tests
+//! (`test-util`).
 
 use super::{KeyDocument, KeyError};
 use std::future::Future;
@@ -54,20 +55,10 @@ impl SecretsManagerSource {
         Ok((value, created))
     }
 
-    /// Replaces the secret's value (admin CLI).
-    pub async fn write(&self, doc: &KeyDocument) -> Result<(), KeyError> {
-        self.client
-            .put_secret_value()
-            .secret_id(&self.secret_id)
-            .secret_string(doc.to_secret_string())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                KeyError::Unavailable(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                )
-            })
+    /// The client and secret id, for the `test-util` fixtures.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn parts(&self) -> (&aws_sdk_secretsmanager::Client, &str) {
+        (&self.client, &self.secret_id)
     }
 }
 
@@ -81,6 +72,7 @@ impl KeySource for SecretsManagerSource {
 }
 
 /// An in-memory key source for tests: counts fetches and can be made to fail.
+#[cfg(feature = "test-util")]
 #[derive(Default)]
 pub struct MemoryKeySource {
     doc: std::sync::Mutex<KeyDocument>,
@@ -88,6 +80,7 @@ pub struct MemoryKeySource {
     fail: std::sync::atomic::AtomicBool,
 }
 
+#[cfg(feature = "test-util")]
 impl MemoryKeySource {
     /// A source serving `doc`.
     pub fn new(doc: KeyDocument) -> Self {
@@ -115,6 +108,7 @@ impl MemoryKeySource {
     }
 }
 
+#[cfg(feature = "test-util")]
 impl KeySource for MemoryKeySource {
     async fn fetch(&self) -> Result<KeyDocument, KeyError> {
         self.fetches

@@ -14,13 +14,13 @@ use super::{
     CustomerStore, Effect, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome,
     token_outcome,
 };
-use crate::model::{Credential, Customer, CustomerCode, CustomerStatus, StoredKey};
+use crate::model::{Credential, Customer, CustomerCode, CustomerStatus};
 use crate::rate_limit::{Admission, Bucket, window_start};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// A key that can never be a Customer Code, read in init to open the connection.
 const WARMUP_KEY: &str = "#warmup";
@@ -30,8 +30,10 @@ const MAX_ROUNDS: usize = 3;
 /// The customer table.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
+    /// Per-instance state of `private_key_jwt` (`super::assertions`), shared by clones.
+    pub(super) assertions: std::sync::Arc<std::sync::Mutex<super::assertions::Cache>>,
 }
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
@@ -41,13 +43,13 @@ fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
 /// One request to count: whose item, which bucket, the credential to re-check, what else to
 /// do, and the clock and default limit it is judged by.
 #[derive(Clone, Copy)]
-struct Counted<'a> {
-    code: &'a CustomerCode,
-    bucket: Bucket,
-    credential: Credential<'a>,
-    effect: Effect,
-    now: u64,
-    default_limit: u64,
+pub(super) struct Counted<'a> {
+    pub(super) code: &'a CustomerCode,
+    pub(super) bucket: Bucket,
+    pub(super) credential: Credential<'a>,
+    pub(super) effect: Effect,
+    pub(super) now: u64,
+    pub(super) default_limit: u64,
 }
 
 /// Outcome of one conditional write.
@@ -62,6 +64,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            assertions: std::sync::Arc::default(),
         }
     }
 
@@ -119,6 +122,10 @@ impl DynamoStore {
                 names.insert("#hs".into(), item::KEY_HASH.into());
                 values.insert(":hash".into(), AttributeValue::S(hash.into()));
                 condition.push_str(" AND #k.#kid.#hs = :hash");
+            }
+            Credential::Jwk { .. } => {
+                names.insert("#hs".into(), item::KEY_HASH.into());
+                condition.push_str(" AND attribute_not_exists(#k.#kid.#hs)");
             }
             Credential::Token { epoch, .. } => {
                 names.insert("#ep".into(), item::TOKEN_EPOCH.into());
@@ -180,7 +187,7 @@ impl DynamoStore {
     }
 
     /// Counts one request; returns the judgement that ended it and the item it saw.
-    async fn count(
+    pub(super) async fn count(
         &self,
         request: Counted<'_>,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
@@ -219,175 +226,36 @@ impl DynamoStore {
         Err(StoreError::Contention)
     }
 
-    /// Creates a customer; fails if the code is taken.
-    pub async fn create(&self, customer: &Customer) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item::to_item(customer)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", item::CODE)
-            .send()
-            .await;
-        conditional(result, StoreError::AlreadyExists)
-    }
-
-    /// Reads a customer (strongly consistent).
-    pub async fn get(&self, code: &CustomerCode) -> Result<Option<Customer>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(item::CODE, AttributeValue::S(code.as_str().into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output.item.as_ref().map(from_item).transpose()
-    }
-
-    /// Every customer, sorted by code (operator use: a paginated Scan).
-    pub async fn list(&self) -> Result<Vec<Customer>, StoreError> {
-        let mut customers = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for raw in page.items() {
-                customers.push(from_item(raw)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        customers.sort_by(|a, b| a.code.cmp(&b.code));
-        Ok(customers)
-    }
-
-    /// Sets attributes of an existing customer (`SET` pairs); `NotFound` if it is gone.
-    async fn set(
-        &self,
-        code: &CustomerCode,
-        pairs: Vec<(&str, AttributeValue)>,
-    ) -> Result<(), StoreError> {
-        let mut names = HashMap::from([("#pk".to_owned(), item::CODE.to_owned())]);
-        let mut values = HashMap::new();
-        let mut sets = Vec::new();
-        for (i, (name, value)) in pairs.into_iter().enumerate() {
-            names.insert(format!("#a{i}"), name.to_owned());
-            values.insert(format!(":v{i}"), value);
-            sets.push(format!("#a{i} = :v{i}"));
-        }
-        if sets.is_empty() {
-            return self
-                .get(code)
-                .await?
-                .map(|_| ())
-                .ok_or(StoreError::NotFound);
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(item::CODE, AttributeValue::S(code.as_str().into()))
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression("attribute_exists(#pk)")
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        conditional(result, StoreError::NotFound)
-    }
-
-    /// Suspends or reactivates a customer.
-    pub async fn set_status(
-        &self,
-        code: &CustomerCode,
-        status: CustomerStatus,
-    ) -> Result<(), StoreError> {
-        self.set(
-            code,
-            vec![(item::STATUS, AttributeValue::S(status.as_str().into()))],
-        )
-        .await
-    }
-
-    /// Sets per-customer limit overrides (per minute).
-    pub async fn set_limits(
-        &self,
-        code: &CustomerCode,
-        token: Option<u64>,
-        api: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let token_attr = bucket_attr(Bucket::Token, "limit");
-        let api_attr = bucket_attr(Bucket::Api, "limit");
-        let mut pairs = Vec::new();
-        if let Some(limit) = token {
-            pairs.push((token_attr.as_str(), AttributeValue::N(limit.to_string())));
-        }
-        if let Some(limit) = api {
-            pairs.push((api_attr.as_str(), AttributeValue::N(limit.to_string())));
-        }
-        self.set(code, pairs).await
-    }
-
-    /// Replaces the key map of an existing customer.
-    pub async fn set_keys(
-        &self,
-        code: &CustomerCode,
-        keys: &BTreeMap<String, StoredKey>,
-    ) -> Result<(), StoreError> {
-        self.set(code, vec![(item::KEYS, item::keys_value(keys))])
-            .await
-    }
-
-    /// Deletes a customer; `NotFound` if there was none.
-    pub async fn delete(&self, code: &CustomerCode) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(item::CODE, AttributeValue::S(code.as_str().into()))
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", item::CODE)
-            .send()
-            .await;
-        conditional(result, StoreError::NotFound)
-    }
-}
-
-/// Maps an admin write: a failed condition is `refused`, anything else is unavailability.
-fn conditional<T, E, R>(
-    result: Result<T, SdkError<E, R>>,
-    refused: StoreError,
-) -> Result<(), StoreError>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match result {
-        Ok(_) => Ok(()),
-        Err(err)
-            if err
-                .as_service_error()
-                .and_then(|e| e.code())
-                .is_some_and(|code| code == "ConditionalCheckFailedException") =>
-        {
-            Err(refused)
-        }
-        Err(err) => Err(unavailable(err)),
+    /// The client and table, for the `test-util` fixtures.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn parts(&self) -> (&Client, &str) {
+        (&self.client, &self.table)
     }
 }
 
 impl CustomerStore for DynamoStore {
+    async fn registered_jwks(
+        &self,
+        code: &CustomerCode,
+        kid: Option<&str>,
+        reread: bool,
+        now: u64,
+    ) -> Result<super::RegisteredKeys, StoreError> {
+        self.cached_jwks(code, kid, reread, now).await
+    }
+
+    async fn authorize_assertion(
+        &self,
+        code: &CustomerCode,
+        assertion: super::Assertion<'_>,
+        effect: Effect,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<TokenAuth, StoreError> {
+        self.assertion_round(code, assertion, effect, now, default_limit)
+            .await
+    }
+
     async fn authorize_token(
         &self,
         code: &CustomerCode,

@@ -22,6 +22,10 @@ pub const KEY_HASH: &str = "hash";
 pub const KEY_EXPIRES: &str = "expires_at";
 /// Revocation epoch (absent = 0), moved on by `POST /auth/revoke`.
 pub const TOKEN_EPOCH: &str = "token_epoch";
+/// Incremented by every admin write, each conditional on the value it read, so concurrent
+/// admin commands cannot overwrite each other. The request path's counting writes never
+/// write it.
+pub const ADMIN_VERSION: &str = "admin_version";
 
 /// Attribute of a bucket's window start, count or limit override.
 pub fn bucket_attr(bucket: Bucket, what: &str) -> String {
@@ -41,10 +45,10 @@ fn s(value: &str) -> AttributeValue {
 
 /// One stored key as a map attribute.
 pub fn key_value(key: &StoredKey) -> AttributeValue {
-    let mut map = HashMap::from([
-        (KEY_HASH.to_owned(), s(&key.hash)),
-        (CREATED_AT.to_owned(), n(key.created_at)),
-    ]);
+    let mut map = HashMap::from([(CREATED_AT.to_owned(), n(key.created_at))]);
+    if let Some(hash) = &key.hash {
+        map.insert(KEY_HASH.to_owned(), s(hash));
+    }
     if let Some(end) = key.expires_at {
         map.insert(KEY_EXPIRES.to_owned(), n(end));
     }
@@ -112,7 +116,10 @@ fn get_n(item: &Item, name: &str) -> Result<Option<u64>, StoreError> {
 fn parse_key(value: &AttributeValue) -> Result<StoredKey, StoreError> {
     let map = value.as_m().map_err(|_| malformed(KEYS))?;
     Ok(StoredKey {
-        hash: get_s(map, KEY_HASH)?.to_owned(),
+        hash: map
+            .get(KEY_HASH)
+            .map(|v| v.as_s().cloned().map_err(|_| malformed(KEY_HASH)))
+            .transpose()?,
         created_at: get_n(map, CREATED_AT)?.unwrap_or(0),
         expires_at: get_n(map, KEY_EXPIRES)?,
     })

@@ -4,8 +4,11 @@
 //! counts the request in its rate-limit window and returns the record: the single
 //! round trip. [`judge`] is the decision both stores share.
 
+mod assertions;
+pub use assertions::{JWKS, MARKER_EXPIRES, jwks_key};
 pub mod dynamo;
 pub mod item;
+#[cfg(feature = "test-util")]
 pub mod memory;
 
 use crate::model::{Credential, Customer, CustomerCode};
@@ -68,6 +71,36 @@ pub enum Effect {
     RevokeTokens,
 }
 
+/// A verified client assertion, as the counting write sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assertion<'a> {
+    /// The registered JWK that verified it.
+    pub key_id: &'a str,
+    /// Accepted once: refused while the assertion could still be valid.
+    pub jti: &'a str,
+    /// Unix seconds until which the `jti` is remembered (`exp` plus leeway).
+    pub replay_until: u64,
+}
+
+/// A customer's registered public keys (id, key).
+pub type RegisteredKeys = Vec<(String, crate::jwk::PublicJwk)>;
+
+/// Parses stored JWKs (key id, JSON); one that no longer parses is skipped with a warning
+/// rather than failing the customer's other keys.
+pub(crate) fn registered<'a>(
+    stored: impl Iterator<Item = (&'a String, &'a String)>,
+) -> RegisteredKeys {
+    stored
+        .filter_map(|(id, json)| match crate::jwk::PublicJwk::parse(json) {
+            Ok(key) => Some((id.clone(), key)),
+            Err(err) => {
+                tracing::warn!(key_id = %id, error = %err, "skipping an unusable registered JWK");
+                None
+            }
+        })
+        .collect()
+}
+
 /// The request-path operations (one conditional write each in DynamoDB).
 pub trait CustomerStore: Send + Sync {
     /// Authenticates the presented API key for `code`, counts the request in the token
@@ -76,6 +109,29 @@ pub trait CustomerStore: Send + Sync {
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        effect: Effect,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send;
+
+    /// The public JWKs registered for `code`; may come from a per-instance cache, since the
+    /// counting write re-checks that the key is still registered. `kid` is the key an
+    /// assertion names: one missing from the cache re-reads it, as does `reread`.
+    fn registered_jwks(
+        &self,
+        code: &CustomerCode,
+        kid: Option<&str>,
+        reread: bool,
+        now: u64,
+    ) -> impl Future<Output = Result<RegisteredKeys, StoreError>> + Send;
+
+    /// Checks that the assertion's key is still registered and unexpired and the customer
+    /// active, burns its `jti` (a replay is `InvalidClient` and counts nothing), counts the
+    /// request in the token bucket and applies `effect`: one round trip in the steady state.
+    fn authorize_assertion(
+        &self,
+        code: &CustomerCode,
+        assertion: Assertion<'_>,
         effect: Effect,
         now: u64,
         default_limit: u64,
@@ -217,5 +273,27 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
         default_limit: u64,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send {
         self.as_ref().lookup(code, key, now, default_limit)
+    }
+
+    fn registered_jwks(
+        &self,
+        code: &CustomerCode,
+        kid: Option<&str>,
+        reread: bool,
+        now: u64,
+    ) -> impl Future<Output = Result<RegisteredKeys, StoreError>> + Send {
+        self.as_ref().registered_jwks(code, kid, reread, now)
+    }
+
+    fn authorize_assertion(
+        &self,
+        code: &CustomerCode,
+        assertion: Assertion<'_>,
+        effect: Effect,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
+        self.as_ref()
+            .authorize_assertion(code, assertion, effect, now, default_limit)
     }
 }

@@ -7,7 +7,6 @@ pub mod moto;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use lambda_http::{Body, Request, Response};
-use shared::admin;
 use shared::api_key::ApiKey;
 use shared::config::Config;
 use shared::customer_api::CustomerApi;
@@ -15,6 +14,7 @@ use shared::handler::Api;
 use shared::keys::{KeyDocument, MemoryKeySource};
 use shared::model::CustomerCode;
 use shared::store::memory::MemoryStore;
+use shared::test_util;
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 
@@ -51,10 +51,7 @@ impl Fixture {
 
     pub fn with_config(config: Config) -> Self {
         let store = Arc::new(MemoryStore::default());
-        let created =
-            admin::new_customer(CODE, "Acme", "ops@acme.example", "standard", &[], NOW - 100)
-                .unwrap()
-                .unwrap();
+        let created = test_util::customer(CODE, NOW - 100);
         store.put(created.customer);
         let mut doc = KeyDocument::default();
         doc.rotate(NOW - 100).unwrap();

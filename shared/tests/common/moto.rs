@@ -21,8 +21,14 @@ struct Server {
 static SERVER: OnceLock<Server> = OnceLock::new();
 static TABLES: AtomicUsize = AtomicUsize::new(0);
 
+/// The workspace root (this file is also compiled into the admin crate's tests).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(&manifest)
+        .to_path_buf()
 }
 
 /// The endpoint of this binary's moto server, starting it on first use.

@@ -1,9 +1,10 @@
-//! Operator rules used by the admin CLI: new customers, API key rotation and revocation,
-//! signing-key rotation, duration parsing. Plain functions over the domain types.
+//! Operator rules: new customers, API key rotation and revocation, duration parsing, the
+//! operator's view of a customer. Plain functions over the domain types; the table and
+//! secret modules apply them to what they read.
 
-use crate::api_key::{ApiKey, RandomError};
-use crate::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
-use crate::rate_limit::Counter;
+use shared::api_key::{ApiKey, RandomError};
+use shared::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
+use shared::rate_limit::Counter;
 use std::collections::BTreeMap;
 
 /// Default grace period of the old key after `keys rotate`.
@@ -26,6 +27,47 @@ pub enum InputError {
     Duration(String),
     #[error("no key with id {0:?}")]
     UnknownKey(String),
+    #[error("cannot read {0}")]
+    File(String),
+    #[error("invalid JWK: {0}")]
+    Jwk(#[from] shared::jwk::JwkError),
+    #[error("this JWK is already registered as {0}")]
+    JwkRegistered(String),
+    #[error("at most {MAX_JWKS} unexpired JWKs per customer: revoke one first")]
+    TooManyJwks,
+}
+
+/// Most unexpired JWKs a customer may have registered.
+pub const MAX_JWKS: usize = 5;
+
+/// Registration of a public JWK: its entry (no hash: a JWK, not an API key) in the key map,
+/// refused when it is already there or the customer has [`MAX_JWKS`] unexpired JWKs.
+pub fn add_jwk(
+    keys: &BTreeMap<String, StoredKey>,
+    key_id: &str,
+    now: u64,
+    expires_at: Option<u64>,
+) -> Result<BTreeMap<String, StoredKey>, InputError> {
+    if keys.contains_key(key_id) {
+        return Err(InputError::JwkRegistered(key_id.to_owned()));
+    }
+    let live = keys
+        .values()
+        .filter(|k| k.hash.is_none() && k.is_valid_at(now))
+        .count();
+    if live >= MAX_JWKS {
+        return Err(InputError::TooManyJwks);
+    }
+    let mut next = keys.clone();
+    next.insert(
+        key_id.to_owned(),
+        StoredKey {
+            hash: None,
+            created_at: now,
+            expires_at,
+        },
+    );
+    Ok(next)
 }
 
 /// Validates a Customer Code given on the command line.
@@ -71,7 +113,7 @@ pub fn new_customer(
         .flat_map(|s| s.split([' ', ',']))
         .filter(|s| !s.is_empty())
     {
-        match crate::token_request::parse_scope(scope) {
+        match shared::token_request::parse_scope(scope) {
             Ok(_) if !granted.iter().any(|g| g == scope) => granted.push(scope.to_owned()),
             Ok(_) => {}
             Err(_) => return Err(InputError::Scope(scope.to_owned())),
@@ -86,7 +128,7 @@ pub fn new_customer(
         let keys = BTreeMap::from([(
             key_id.clone(),
             StoredKey {
-                hash: api_key.hash_hex(),
+                hash: Some(api_key.hash_hex()),
                 created_at: now,
                 expires_at: None,
             },
@@ -135,8 +177,8 @@ pub fn parse_duration(raw: &str) -> Result<u64, InputError> {
         .ok_or_else(bad)
 }
 
-/// Rotation: a new key, the newest still-valid old key kept until `now + grace` (at most two
-/// keys valid at once), everything else dropped.
+/// Rotation: a new API key, the newest still-valid old API key kept until `now + grace` (at
+/// most two API keys valid at once), the other API keys dropped; registered JWKs untouched.
 pub fn rotate_keys(
     keys: &BTreeMap<String, StoredKey>,
     now: u64,
@@ -144,10 +186,14 @@ pub fn rotate_keys(
 ) -> Result<(ApiKey, String, BTreeMap<String, StoredKey>), RandomError> {
     let api_key = ApiKey::generate()?;
     let key_id = api_key.key_id();
-    let mut next = BTreeMap::new();
+    let mut next: BTreeMap<String, StoredKey> = keys
+        .iter()
+        .filter(|(_, k)| k.hash.is_none())
+        .map(|(id, k)| (id.clone(), k.clone()))
+        .collect();
     let newest_old = keys
         .iter()
-        .filter(|(_, k)| k.is_valid_at(now))
+        .filter(|(_, k)| k.hash.is_some() && k.is_valid_at(now))
         // The current primary key (no expiry) wins over one already in its grace period,
         // even when both were created in the same second.
         .max_by_key(|(_, k)| (k.expires_at.is_none(), k.created_at));
@@ -166,7 +212,7 @@ pub fn rotate_keys(
     next.insert(
         key_id.clone(),
         StoredKey {
-            hash: api_key.hash_hex(),
+            hash: Some(api_key.hash_hex()),
             created_at: now,
             expires_at: None,
         },
@@ -196,6 +242,7 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
         .map(|(id, k)| {
             serde_json::json!({
                 "key_id": id,
+                "type": if k.hash.is_some() { "api_key" } else { "jwk" },
                 "created_at": rfc3339(k.created_at),
                 "expires_at": k.expires_at.map(rfc3339),
             })
@@ -213,33 +260,6 @@ pub fn customer_view(customer: &Customer) -> serde_json::Value {
         );
     }
     view
-}
-
-/// The AWS resources the CLI works on, built from the usual configuration chain.
-pub struct Backends {
-    pub store: crate::store::dynamo::DynamoStore,
-    pub signing: Option<crate::keys::SecretsManagerSource>,
-    pub verification: Option<crate::keys::SecretsManagerSource>,
-}
-
-impl Backends {
-    /// Clients for the table and both secrets named in `config`.
-    pub async fn connect(config: &crate::config::Config) -> Self {
-        let sdk = crate::aws::sdk_config(config).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let source = |id: &Option<String>| {
-            id.as_ref()
-                .map(|id| crate::keys::SecretsManagerSource::new(secrets.clone(), id.clone()))
-        };
-        Self {
-            store: crate::store::dynamo::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                &config.table_name,
-            ),
-            signing: source(&config.signing_secret_id),
-            verification: source(&config.verification_secret_id),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -262,7 +282,7 @@ mod tests {
         let mut keys = BTreeMap::new();
         for (i, id) in ["a", "b"].iter().enumerate() {
             let key = StoredKey {
-                hash: format!("h{i}"),
+                hash: Some(format!("h{i}")),
                 created_at: 100 + i as u64,
                 expires_at: None,
             };
@@ -282,7 +302,7 @@ mod tests {
         let keys = BTreeMap::from([(
             "k1".to_owned(),
             StoredKey {
-                hash: "h".into(),
+                hash: Some("h".into()),
                 created_at: 1,
                 expires_at: None,
             },
