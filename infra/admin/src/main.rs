@@ -1,4 +1,5 @@
-//! `customer-admin`: operator CLI for customers, API keys and signing keys (SPEC §10).
+//! `customer-admin`: operator CLI for customers, API keys and signing keys (README "Operating",
+//! docs/operations.md). Commands, flags, texts and `--json` objects are a public interface.
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
