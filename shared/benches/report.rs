@@ -6,14 +6,19 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use aws_lc_rs::signature::{self, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::moto;
 use common::*;
 use lambda_http::{Body, Request};
 use shared::config::Config;
 use shared::customer_api::CustomerApi;
 use shared::handler::Api;
+use shared::jwk::PublicJwk;
 use shared::keys::{KeyDocument, SecretsManagerSource};
 use shared::model::CustomerCode;
+use shared::model::StoredKey;
 use shared::rate_limit::window_start;
 use shared::store::dynamo::DynamoStore;
 use shared::test_util::{self, DynamoFixtures};
@@ -255,6 +260,140 @@ async fn calls_per_request() -> Vec<Row> {
             now,
             counters,
             "lookup 404 deleted customer",
+        )
+        .await,
+    );
+    rows.extend(private_key_jwt_rows(&token_api, &store, counters, now).await);
+    rows
+}
+
+/// A signed `private_key_jwt` assertion of `code` with the Ed25519 `pair`.
+fn assertion(pair: &signature::Ed25519KeyPair, code: &str, jti: &str, now: u64) -> String {
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT"});
+    let claims = serde_json::json!({"iss": code, "sub": code, "aud": "https://api.test/auth/token",
+                                    "iat": now, "exp": now + 60, "jti": jti});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = URL_SAFE_NO_PAD.encode(pair.sign(input.as_bytes()).as_ref());
+    format!("{input}.{sig}")
+}
+
+fn assertion_form(assertion: &str, extra: &str) -> Request {
+    post_form(&format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}{extra}"
+    ))
+}
+
+/// Calls of `private_key_jwt` token requests and of the revocation and introspection
+/// endpoints.
+async fn private_key_jwt_rows<K: shared::keys::KeySource + 'static>(
+    token_api: &TokenApi<DynamoStore, K>,
+    store: &DynamoStore,
+    counters: (&moto::CallCounter, &moto::CallCounter),
+    now: u64,
+) -> Vec<Row> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    let jwk = PublicJwk::parse(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#)).unwrap();
+    let mut c = test_util::customer("BENCH-4", NOW);
+    c.customer.keys.insert(
+        jwk.key_id(),
+        StoredKey {
+            hash: None,
+            created_at: NOW,
+            expires_at: None,
+        },
+    );
+    store.create(&c.customer).await.unwrap();
+    store
+        .put_jwks(&c.customer.code, &[(jwk.key_id(), jwk.to_json())])
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    let first = assertion(&pair, "BENCH-4", "j1", now);
+    let cases = [
+        (
+            first.clone(),
+            "token 200 private_key_jwt, instance's first (BatchGetItem + transaction)",
+        ),
+        (
+            assertion(&pair, "BENCH-4", "j2", now),
+            "token 200 private_key_jwt, steady state (TransactWriteItems)",
+        ),
+        (
+            first,
+            "token 401 private_key_jwt, replayed assertion (transaction cancelled)",
+        ),
+    ];
+    for (assertion, case) in cases {
+        rows.push(
+            measure(
+                token_api,
+                assertion_form(&assertion, ""),
+                now,
+                counters,
+                case,
+            )
+            .await,
+        );
+    }
+    let stranger = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
+    rows.push(
+        measure(
+            token_api,
+            assertion_form(&assertion(&stranger, "BENCH-4", "j3", now), ""),
+            now,
+            counters,
+            "token 401 private_key_jwt, unregistered key (re-read of the JWKs, no write)",
+        )
+        .await,
+    );
+    let issued = token_api
+        .handle(
+            assertion_form(&assertion(&pair, "BENCH-4", "j4", now), ""),
+            now,
+        )
+        .await
+        .response;
+    let token = json(&issued)["access_token"].as_str().unwrap().to_owned();
+    let operation = |path: &str, jti: &str| {
+        request(
+            "POST",
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Body::Text(format!(
+                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={}&token={token}",
+                assertion(&pair, "BENCH-4", jti, now)
+            )),
+        )
+    };
+    rows.push(
+        measure(
+            token_api,
+            operation("/auth/introspect", "j5"),
+            now,
+            counters,
+            "introspect 200 (private_key_jwt)",
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            token_api,
+            operation("/auth/revoke", "j6"),
+            now,
+            counters,
+            "revoke 200 (private_key_jwt)",
         )
         .await,
     );
