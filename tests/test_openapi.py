@@ -199,6 +199,39 @@ def test_token_200_json_body(api, doc, stack, customer):
     assert resp.status_code == 200
 
 
+def _private_key_jwt_body(stack, customer, tmp_path):
+    import json as _json
+
+    from authlib.oauth2.rfc7523 import private_key_jwt_sign
+    from joserfc.jwk import OKPKey
+
+    key = OKPKey.generate_key("Ed25519")
+    path = tmp_path / "key.jwk"
+    path.write_text(_json.dumps(key.as_dict(private=False)))
+    h.admin_ok(stack, "keys", "add-jwk", "--code", customer.code, "--jwk-file", str(path))
+    assertion = private_key_jwt_sign(key, customer.code, stack.api_url + TOKEN, alg="EdDSA")
+    return {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+
+
+def test_token_200_private_key_jwt(api, doc, stack, customer, tmp_path):
+    body = _private_key_jwt_body(stack, customer, tmp_path)
+    resp = check(api, doc, h.post(stack, TOKEN, data=body), TOKEN, True)
+    assert resp.status_code == 200
+    replay = check(api, doc, h.post(stack, TOKEN, data=body), TOKEN)
+    assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
+
+
+def test_token_400_incomplete_assertion(api, doc, stack, customer, tmp_path):
+    body = _private_key_jwt_body(stack, customer, tmp_path)
+    del body["client_assertion_type"]
+    resp = check(api, doc, h.post(stack, TOKEN, data=body), TOKEN)
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_request"
+
+
 def test_token_200_for_the_demo_customer(api, doc, stack):
     demo = stack.demo
     resp = check(api, doc, h.token(stack, demo["customer_code"], demo["api_key"]), TOKEN, True)
