@@ -52,6 +52,9 @@ template: $(STAMP) $(CHECKOV_STAMP)
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE $(CHECKOV_VENV)/bin/checkov \
 		--file template.yaml --framework cloudformation --skip-download --compact --quiet
 
+# Defined before the rule that names it (make expands prerequisites as it reads them).
+RELEASE_TEMPLATE := .aws-sam/build/template.yaml
+
 e2e: $(STAMP) build $(RELEASE_TEMPLATE)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
@@ -77,7 +80,6 @@ SAMCONFIG_ARCH := $(shell sed -nE 's/.*Architecture=\\?"?(arm64|x86_64).*/\1/p' 
 ARCH ?= $(SAMCONFIG_ARCH)
 RUST_TARGET_arm64 := aarch64-unknown-linux-gnu
 RUST_TARGET_x86_64 := x86_64-unknown-linux-gnu
-RELEASE_TEMPLATE := .aws-sam/build/template.yaml
 
 release: $(STAMP)
 	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64 (got '$(ARCH)')"; exit 2;; esac
