@@ -1,4 +1,4 @@
-"""The operator CLI `customer-admin` against the running stack (SPEC §5 keys, §8, §10)."""
+"""The operator CLI `customer-admin` against the running stack (README "Operating", docs/operations.md)."""
 
 import base64
 import hashlib
@@ -35,7 +35,7 @@ def walk_keys(value):
 # First test of the file, so the suite's first signing-key rotation happens here: no other test
 # has shown the customer function an unknown kid yet, which keeps this test deterministic.
 def test_new_signing_key_verifies_even_after_a_token_with_an_unknown_kid(stack, customer):
-    # SPEC §5: "no token is ever unverifiable". Anyone can send a token with a made-up kid,
+    # docs/operations.md, signing keys: "no token is ever unverifiable". Anyone can send a token with a made-up kid,
     # which uses up the verifier's one forced refresh per 60 s (and refreshes its cache); a
     # token signed with a key rotated right after must still validate at once.
     made_up = h.b64url_encode(json.dumps({"alg": "EdDSA", "typ": "at+jwt", "kid": "sig_madeup" + h.unique_code()}).encode())

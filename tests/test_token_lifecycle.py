@@ -1,5 +1,5 @@
-"""POST /auth/revoke (RFC 7009) and POST /auth/introspect (RFC 7662) over real HTTP (SPEC §3,
-§4, §8, §12.2, §12.3).
+"""POST /auth/revoke (RFC 7009) and POST /auth/introspect (RFC 7662) over real HTTP (docs/contract.md:
+Routes, Error envelopes, Token endpoint, Rate limits).
 
 Revoking an own token (valid or expired) revokes every token of the customer issued so far,
 and a token requested afterwards works at once; anything else gets the same empty 200 and
@@ -349,7 +349,7 @@ def test_head_is_the_400_without_a_body(stack, path):
     assert resp.headers.get("Pragma") == "no-cache"
 
 
-# -- the token bucket (SPEC §8, §12) ---------------------------------------------------------
+# -- the token bucket (docs/contract.md, Rate limits) ---------------------------------------------------------
 def test_revocation_and_introspection_count_in_the_token_bucket(stack, customer):
     limit = 4
     h.set_limits(stack, customer.code, token_per_minute=limit)
