@@ -441,7 +441,7 @@ def test_table_ttl_names_an_attribute_items_carry_at_their_top_level():
     source = (ROOT / "shared" / "src" / "store" / "assertions.rs").read_text()
     marker = re.search(r'pub const MARKER_EXPIRES: &str = "(\w+)";', source).group(1)
     # The marker item is written with that attribute at its top level.
-    assert ".item(MARKER_EXPIRES, n(assertion.replay_until))" in source
+    assert "(MARKER_EXPIRES.to_owned(), n(assertion.replay_until))" in source
     for table in tables:
         ttl = table["Properties"]["TimeToLiveSpecification"]
         assert ttl == {"AttributeName": marker, "Enabled": True}, ttl

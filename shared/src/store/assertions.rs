@@ -64,6 +64,32 @@ fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// The conditional put of a `jti` marker, shared by the transaction and the two-call path.
+struct Marker {
+    item: Item,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Marker {
+    /// A marker whose time is over may be reused (TTL deletes lazily).
+    const CONDITION: &'static str = "attribute_not_exists(#pk) OR #x < :now";
+
+    fn new(code: &CustomerCode, assertion: Assertion<'_>, now: u64) -> Self {
+        Self {
+            item: HashMap::from([
+                (item::CODE.to_owned(), s(&marker_key(code, assertion.jti))),
+                (MARKER_EXPIRES.to_owned(), n(assertion.replay_until)),
+            ]),
+            names: HashMap::from([
+                ("#pk".to_owned(), item::CODE.to_owned()),
+                ("#x".to_owned(), MARKER_EXPIRES.to_owned()),
+            ]),
+            values: HashMap::from([(":now".to_owned(), n(now))]),
+        }
+    }
+}
+
 /// How a transaction ended.
 enum Outcome {
     Written(Item),
@@ -275,16 +301,15 @@ impl DynamoStore {
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
+        let marker = Marker::new(code, assertion, now);
         let burned = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item(item::CODE, s(&marker_key(code, assertion.jti)))
-            .item(MARKER_EXPIRES, n(assertion.replay_until))
-            .condition_expression("attribute_not_exists(#pk) OR #x < :now")
-            .expression_attribute_names("#pk", item::CODE)
-            .expression_attribute_names("#x", MARKER_EXPIRES)
-            .expression_attribute_values(":now", n(now))
+            .set_item(Some(marker.item))
+            .condition_expression(Marker::CONDITION)
+            .set_expression_attribute_names(Some(marker.names))
+            .set_expression_attribute_values(Some(marker.values))
             .send()
             .await;
         match burned {
@@ -404,15 +429,13 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(unavailable)?;
-        // A marker whose time is over may be reused (TTL deletes lazily).
+        let marker = Marker::new(code, assertion, now);
         let marker = Put::builder()
             .table_name(&self.table)
-            .item(item::CODE, s(&marker_key(code, assertion.jti)))
-            .item(MARKER_EXPIRES, n(assertion.replay_until))
-            .condition_expression("attribute_not_exists(#pk) OR #x < :now")
-            .expression_attribute_names("#pk", item::CODE)
-            .expression_attribute_names("#x", MARKER_EXPIRES)
-            .expression_attribute_values(":now", n(now))
+            .set_item(Some(marker.item))
+            .condition_expression(Marker::CONDITION)
+            .set_expression_attribute_names(Some(marker.names))
+            .set_expression_attribute_values(Some(marker.values))
             .build()
             .map_err(unavailable)?;
         let result = self
