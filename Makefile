@@ -55,7 +55,18 @@ template: $(STAMP) $(CHECKOV_STAMP)
 # Defined before the rule that names it (make expands prerequisites as it reads them).
 RELEASE_TEMPLATE := .aws-sam/build/template.yaml
 
-e2e: $(STAMP) build $(RELEASE_TEMPLATE)
+# panva's oauth4webapi for the interop test (tests/interop/oauth4webapi.mjs), pinned, installed
+# with the machine's Node.js and npm into .tools/node (not in git).
+OAUTH4WEBAPI_VERSION := 3.8.8
+NODE_TOOLS := .tools/node
+OAUTH4WEBAPI_STAMP := $(NODE_TOOLS)/.installed-oauth4webapi-$(OAUTH4WEBAPI_VERSION)
+
+$(OAUTH4WEBAPI_STAMP):
+	mkdir -p $(NODE_TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(NODE_TOOLS) oauth4webapi@$(OAUTH4WEBAPI_VERSION)
+	touch $@
+
+e2e: $(STAMP) build $(RELEASE_TEMPLATE) $(OAUTH4WEBAPI_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
 test: $(STAMP) lint unit template e2e

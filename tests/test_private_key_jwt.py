@@ -4,6 +4,7 @@ assertions), the README's openssl commands, replays, revocation of a JWK, and th
 lifecycle endpoints with the same client authentication."""
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -157,3 +158,28 @@ def test_metadata_lists_private_key_jwt(stack):
     for endpoint in ("token", "revocation", "introspection"):
         assert "private_key_jwt" in doc[f"{endpoint}_endpoint_auth_methods_supported"]
         assert {"EdDSA", "Ed25519", "ES256"} <= set(doc[f"{endpoint}_endpoint_auth_signing_alg_values_supported"])
+
+
+def test_oauth4webapi_with_a_webcrypto_ed25519_key(stack, customer):
+    """panva's oauth4webapi, unmodified (tests/interop/oauth4webapi.mjs): its PrivateKeyJwt with
+    a WebCrypto Ed25519 key, then its introspection and revocation helpers."""
+    entry = h.stack_root() / ".tools" / "node" / "node_modules" / "oauth4webapi" / "build" / "index.js"
+    assert entry.exists(), "oauth4webapi is missing: `make test` installs it (.tools/node)"
+    env = {
+        **os.environ,
+        **stack.aws_env(),
+        "CUSTOMER_API_URL": stack.api_url,
+        "CUSTOMER_ADMIN": str(h.stack_root() / "target" / "debug" / "customer-admin"),
+        "CUSTOMER_CODE": customer.code,
+        "OAUTH4WEBAPI": entry.as_uri(),
+    }
+    script = h.stack_root() / "tests" / "interop" / "oauth4webapi.mjs"
+    done = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout)
+    assert seen["exported_jwk"]["kty"] == "OKP" and "d" not in seen["exported_jwk"]
+    assert seen["registered"]["kty"] == "OKP" and seen["registered"]["alg"] == "EdDSA"
+    assert (seen["token_type"].lower(), seen["scope"]) == ("bearer", "customer:read")
+    assert seen["lookup_before"] == 200
+    assert seen["introspected_active"] is True and seen["introspected_sub"] == customer.code
+    assert seen["lookup_after_revocation"] == 401
