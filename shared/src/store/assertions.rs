@@ -43,6 +43,16 @@ pub struct Cache {
     images: HashMap<String, Item>,
 }
 
+impl Cache {
+    /// Remembers the last image of `code`'s item, or forgets it (`None`: gone or unknown).
+    fn set_image(&mut self, code: &CustomerCode, image: Option<Item>) {
+        match image {
+            Some(image) => self.images.insert(code.as_str().to_owned(), image),
+            None => self.images.remove(code.as_str()),
+        };
+    }
+}
+
 /// Partition key of a customer's JWKs item (`#` never appears in a Customer Code).
 pub fn jwks_key(code: &CustomerCode) -> String {
     format!("{}#jwks", code.as_str())
@@ -175,10 +185,7 @@ impl DynamoStore {
         cache
             .jwks
             .insert(code.as_str().to_owned(), (keys.clone(), now));
-        match image {
-            Some(image) => cache.images.insert(code.as_str().to_owned(), image),
-            None => cache.images.remove(code.as_str()),
-        };
+        cache.set_image(code, image);
         Ok(keys)
     }
 
@@ -206,11 +213,7 @@ impl DynamoStore {
     }
 
     fn remember(&self, code: &CustomerCode, image: Option<Item>) -> Result<(), StoreError> {
-        let mut cache = self.cache()?;
-        match image {
-            Some(image) => cache.images.insert(code.as_str().to_owned(), image),
-            None => cache.images.remove(code.as_str()),
-        };
+        self.cache()?.set_image(code, image);
         Ok(())
     }
 

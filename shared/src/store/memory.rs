@@ -61,6 +61,15 @@ impl MemoryStore {
         self.fail.store(fail, Ordering::SeqCst);
     }
 
+    /// Counts one request-path call, or fails it when the store is set to fail.
+    fn call(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        Ok(())
+    }
+
     /// Applies the shared judgement and, when admitted, counts the request.
     #[allow(clippy::too_many_arguments)]
     fn count(
@@ -73,10 +82,7 @@ impl MemoryStore {
         now: u64,
         default_limit: u64,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("memory store set to fail".into()));
-        }
+        self.call()?;
         let mut items = self
             .items
             .lock()
@@ -142,10 +148,7 @@ impl CustomerStore for MemoryStore {
         _reread: bool,
         _now: u64,
     ) -> Result<RegisteredKeys, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("memory store set to fail".into()));
-        }
+        self.call()?;
         let jwks = self
             .jwks
             .lock()
