@@ -146,10 +146,10 @@ pub fn verify(compact: &str, expected: &Expected<'_>) -> Result<Proof, &'static 
     if iat.abs_diff(expected.now) > IAT_WINDOW_SECONDS {
         return Err("iat outside the window");
     }
-    if let Some(token) = expected.access_token {
-        if claim(&jws, "ath")? != access_token_hash(token) {
-            return Err("ath");
-        }
+    if let Some(token) = expected.access_token
+        && claim(&jws, "ath")? != access_token_hash(token)
+    {
+        return Err("ath");
     }
     Ok(Proof {
         jkt: jwk.thumbprint(),
