@@ -13,6 +13,8 @@ the bearer contract byte for byte.
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -579,3 +581,51 @@ def test_introspection_tells_bound_from_unbound_tokens(stack, customer):
     assert "cnf" not in resp.json() and resp.json()["token_type"] == "Bearer"
     other = h.new_customer(stack)
     h.assert_introspection(h.introspect(stack, other.code, other.api_key, bound), h.INACTIVE)
+
+
+# -- a standard client library ---------------------------------------------------------------
+def test_oauth4webapi_dpop_with_webcrypto_es256_and_ed25519_keys(stack, customer):
+    """panva's oauth4webapi, unmodified (tests/interop/oauth4webapi_dpop.mjs): its DPoP handle
+    on client-credentials grants and both customer routes, its RFC 9728 discovery, and its
+    reading of our DPoP challenges."""
+    entry = h.stack_root() / ".tools" / "node" / "node_modules" / "oauth4webapi" / "build" / "index.js"
+    assert entry.exists(), "oauth4webapi is missing: `make test` installs it (.tools/node)"
+    env = {
+        **os.environ,
+        "CUSTOMER_API_URL": stack.api_url,
+        "CUSTOMER_CODE": customer.code,
+        "CUSTOMER_SECRET": customer.api_key,
+        "OAUTH4WEBAPI": entry.as_uri(),
+    }
+    script = h.stack_root() / "tests" / "interop" / "oauth4webapi_dpop.mjs"
+    done = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout)
+
+    assert seen["as_dpop_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]
+    assert seen["resource_metadata"]["resource"] == stack.api_url
+    assert seen["resource_metadata"]["dpop_signing_alg_values_supported"] == ["EdDSA", "ES256"]
+    at_token, customer_url = token_url(stack), stack.api_url + "/customer"
+    by_code_url = f"{stack.api_url}/customers/{customer.code}"
+    for flow, alg, kty in [("es256_post", "ES256", "EC"), ("es256_basic", "ES256", "EC"),
+                           ("ed25519", "Ed25519", "OKP"), ("ed25519_as_eddsa", "EdDSA", "OKP")]:
+        got = seen[flow]
+        assert (got["token_type"], got["scope"]) == ("dpop", h.DEFAULT_SCOPE), (flow, got)
+        assert got["cnf"] == {"jkt": got["thumbprint"]}, (flow, got)
+        for route in ("customer", "customer_by_code"):
+            assert got[route]["status"] == 200 and got[route]["body"]["customer_code"] == customer.code, (flow, got)
+        assert got["proofs"] == [
+            {"url": at_token, "alg": alg, "typ": "dpop+jwt", "kty": kty, "htm": "POST", "htu": at_token,
+             "ath": False},
+            {"url": customer_url, "alg": alg, "typ": "dpop+jwt", "kty": kty, "htm": "GET", "htu": customer_url,
+             "ath": True},
+            {"url": by_code_url, "alg": alg, "typ": "dpop+jwt", "kty": kty, "htm": "GET", "htu": by_code_url,
+             "ath": True},
+        ], flow
+    assert seen["es256_post"]["thumbprint"] == seen["es256_basic"]["thumbprint"]  # one key pair, two grants
+    assert seen["wrong_key"] == {"status": 401, "challenges": [
+        {"scheme": "dpop", "parameters": {"error": "invalid_dpop_proof", "algs": h.DPOP_ALGS}}]}
+    assert seen["bound_token_as_bearer"] == {"status": 401, "challenges": [
+        {"scheme": "bearer", "parameters": {"error": "invalid_token"}}]}
+    assert seen["introspected"] == {"active": True, "token_type": "DPoP", "sub": customer.code,
+                                    "cnf": {"jkt": seen["es256_post"]["thumbprint"]}}
