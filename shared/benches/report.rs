@@ -64,18 +64,30 @@ async fn calls_per_request() -> Vec<Row> {
     let signing = moto::secret(&sm, &doc.to_secret_string()).await;
     let public = doc.public();
     let verification = moto::secret(&sm, &public.to_secret_string()).await;
-    let store = DynamoStore::new(db, table);
+    let store = DynamoStore::new(db.clone(), &table);
     let config = Config {
         issuer: "https://api.test".into(),
         ..Config::default()
     };
     let token_api = TokenApi::new(
         store.clone(),
-        SecretsManagerSource::new(sm.clone(), signing),
+        SecretsManagerSource::new(sm.clone(), signing.clone()),
         &config,
     );
     let customer_api = CustomerApi::new(
         store.clone(),
+        SecretsManagerSource::new(sm.clone(), verification.clone()),
+        &config,
+    );
+    // DPoP rows run on instances of their own: each function's cache starts empty, as in
+    // Lambda, where the two functions never share one.
+    let dpop_token_api = TokenApi::new(
+        DynamoStore::new(db.clone(), &table),
+        SecretsManagerSource::new(sm.clone(), signing.clone()),
+        &config,
+    );
+    let dpop_customer_api = CustomerApi::new(
+        DynamoStore::new(db, &table),
         SecretsManagerSource::new(sm, verification),
         &config,
     );
@@ -264,6 +276,128 @@ async fn calls_per_request() -> Vec<Row> {
         .await,
     );
     rows.extend(private_key_jwt_rows(&token_api, &store, counters, now).await);
+    let dpop = DpopApis {
+        token: &dpop_token_api,
+        customer: &dpop_customer_api,
+        warm_token: &token_api,
+        warm_customer: &customer_api,
+    };
+    rows.extend(dpop_rows(dpop, &store, counters, now).await);
+    rows
+}
+
+struct DpopApis<'a, K: shared::keys::KeySource> {
+    /// Fresh instances (empty caches).
+    token: &'a TokenApi<DynamoStore, K>,
+    customer: &'a CustomerApi<DynamoStore, K>,
+    /// Instances whose keys are loaded, to open the rate-limit windows.
+    warm_token: &'a TokenApi<DynamoStore, K>,
+    warm_customer: &'a CustomerApi<DynamoStore, K>,
+}
+
+/// Calls of DPoP token requests and DPoP lookups.
+async fn dpop_rows<K: shared::keys::KeySource + 'static>(
+    apis: DpopApis<'_, K>,
+    store: &DynamoStore,
+    counters: (&moto::CallCounter, &moto::CallCounter),
+    now: u64,
+) -> Vec<Row> {
+    const TOKEN_URL: &str = "https://api.test/auth/token";
+    const CUSTOMER_URL: &str = "https://api.test/customer";
+    let c = test_util::customer("BENCH-5", NOW);
+    store.create(&c.customer).await.unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id=BENCH-5&client_secret={}",
+        c.api_key.expose()
+    );
+    // A Bearer token and lookup open both windows, and load the fresh instances' keys.
+    let bearer = apis.warm_token.handle(post_form(&form), now).await.response;
+    let bearer = json(&bearer)["access_token"].as_str().unwrap().to_owned();
+    let _ = apis
+        .warm_customer
+        .handle(get_with_token("/customer", &bearer), now)
+        .await;
+    let _ = apis.token.handle(post_form(&form), now).await;
+    let _ = apis
+        .customer
+        .handle(get_with_token("/customer", &bearer), now)
+        .await;
+    let key = test_util::ProofKey::ed25519();
+    let token_request = |proof: &str| {
+        request(
+            "POST",
+            "/auth/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("dpop", proof),
+            ],
+            Body::Text(form.clone()),
+        )
+    };
+    let mut rows = Vec::new();
+    let used = key.proof_for("POST", TOKEN_URL, None, now);
+    let token_cases = [
+        (
+            used.clone(),
+            "token 200 DPoP, instance's first (marker PutItem + count)",
+        ),
+        (
+            key.proof_for("POST", TOKEN_URL, None, now),
+            "token 200 DPoP, steady state (TransactWriteItems)",
+        ),
+        (
+            used,
+            "token 400 DPoP, replayed proof (transaction cancelled, then counted)",
+        ),
+        (
+            "garbage".to_owned(),
+            "token 400 DPoP, malformed proof (counted)",
+        ),
+    ];
+    for (proof, case) in token_cases {
+        rows.push(measure(apis.token, token_request(&proof), now, counters, case).await);
+    }
+    let issued = apis
+        .token
+        .handle(
+            token_request(&key.proof_for("POST", TOKEN_URL, None, now)),
+            now,
+        )
+        .await
+        .response;
+    let token = json(&issued)["access_token"].as_str().unwrap().to_owned();
+    let lookup = |proof: &str| {
+        let authorization = format!("DPoP {token}");
+        request(
+            "GET",
+            "/customer",
+            &[("authorization", &authorization), ("dpop", proof)],
+            Body::Empty,
+        )
+    };
+    let used = key.proof_for("GET", CUSTOMER_URL, Some(&token), now);
+    let other = test_util::ProofKey::ed25519();
+    let lookup_cases = [
+        (
+            used.clone(),
+            "lookup 200 DPoP, instance's first (marker PutItem + count)",
+        ),
+        (
+            key.proof_for("GET", CUSTOMER_URL, Some(&token), now),
+            "lookup 200 DPoP, steady state (TransactWriteItems)",
+        ),
+        (
+            used,
+            "lookup 401 DPoP, replayed proof (transaction cancelled, nothing counted)",
+        ),
+        (
+            other.proof_for("GET", CUSTOMER_URL, Some(&token), now),
+            "lookup 401 DPoP, proof by a key not the token's (before I/O)",
+        ),
+    ];
+    for (proof, case) in lookup_cases {
+        rows.push(measure(apis.customer, lookup(&proof), now, counters, case).await);
+    }
     rows
 }
 
@@ -431,7 +565,64 @@ fn handler_times() -> Vec<(&'static str, f64)> {
     let malformed =
         format!("grant_type=client_credentials&client_id={CODE}&client_secret=kiss_sk_wrong");
     let forged = format!("{}x", &token[..token.len() - 1]);
-    vec![
+    // DPoP: proofs made ahead (each is single use), one per timed request.
+    let key = test_util::ProofKey::ed25519();
+    let proof_request = |proof: &str| {
+        request(
+            "POST",
+            "/auth/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("dpop", proof),
+            ],
+            Body::Text(form.clone()),
+        )
+    };
+    let issued = rt.block_on(call(
+        &f.token,
+        proof_request(&key.proof_for("POST", "https://api.test/auth/token", None, NOW)),
+        NOW,
+    ));
+    let bound = json(&issued)["access_token"].as_str().unwrap().to_owned();
+    let token_proofs: Vec<String> = (0..3200)
+        .map(|_| key.proof_for("POST", "https://api.test/auth/token", None, NOW + 1))
+        .collect();
+    let lookup_proofs: Vec<String> = (0..3200)
+        .map(|_| key.proof_for("GET", "https://api.test/customer", Some(&bound), NOW + 1))
+        .collect();
+    let next = std::cell::Cell::new(0usize);
+    let take = |proofs: &[String]| {
+        let i = next.get();
+        next.set(i + 1);
+        proofs[i % proofs.len()].clone()
+    };
+    let dpop_authorization = format!("DPoP {bound}");
+    let mut times = vec![(
+        "token issue, DPoP (proof checked, token bound)",
+        time(&|| {
+            let proof = take(&token_proofs);
+            rt.block_on(call(&f.token, proof_request(&proof), NOW + 1))
+                .status()
+                .as_u16()
+        }),
+    )];
+    next.set(0);
+    times.push((
+        "lookup, DPoP (token and proof checked)",
+        time(&|| {
+            let proof = take(&lookup_proofs);
+            let request = request(
+                "GET",
+                "/customer",
+                &[("authorization", &dpop_authorization), ("dpop", &proof)],
+                Body::Empty,
+            );
+            rt.block_on(call(&f.customer, request, NOW + 1))
+                .status()
+                .as_u16()
+        }),
+    ));
+    let mut plain = vec![
         (
             "token issue",
             time(&|| {
@@ -480,7 +671,9 @@ fn handler_times() -> Vec<(&'static str, f64)> {
                 .as_u16()
             }),
         ),
-    ]
+    ];
+    plain.append(&mut times);
+    plain
 }
 
 fn main() {

@@ -1,20 +1,23 @@
-//! The customer function: `GET /customer` and `GET /customers/{customer_code}`.
+//! The customer function: `GET /customer`, `GET /customers/{customer_code}` (Bearer or
+//! DPoP-bound tokens) and the RFC 9728 protected-resource metadata.
 
 use crate::aws::{Production, warm_up};
 use crate::config::{Config, ConfigError};
+use crate::dpop::{self, Proof};
 use crate::error::ApiError;
 use crate::handler::{Api, Handled};
 use crate::http::{Headers, json_response, with_rate_limit};
-use crate::jwt::{self, TokenSettings, VerifyError};
+use crate::jwt::{self, Scheme, TokenSettings, VerifyError};
 use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
 use crate::model::{Credential, CustomerCode, DEFAULT_SCOPE};
 use crate::store::dynamo::DynamoStore;
-use crate::store::{CustomerStore, Lookup};
+use crate::store::{CustomerStore, Lookup, SingleUse, UseKind};
 use lambda_http::{Body, Request, Response};
 
 const OWN_ROUTE: &str = "GET /customer";
 const CODE_ROUTE: &str = "GET /customers/{customer_code}";
+const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
 
 /// The customer function's state: built once per instance.
 pub struct CustomerApi<S, K> {
@@ -50,7 +53,8 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
         }
     }
 
-    /// Bearer check, one counted read, then the record if the caller may see it.
+    /// Token (and, for a DPoP-bound token, proof) check, one counted read, then the record
+    /// if the caller may see it.
     async fn customer(
         &self,
         request: &Request,
@@ -63,13 +67,25 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let Some(token) = jwt::bearer_token(header) else {
+        let Some((scheme, token)) = jwt::access_token(header) else {
             return fail(ApiError::InvalidToken, Outcome::InvalidToken);
         };
+        // Each scheme's own challenge: Bearer failures keep the Bearer contract exactly.
+        let (bad_token, bad_proof) = match scheme {
+            Scheme::Bearer => (ApiError::InvalidToken, ApiError::InvalidToken),
+            Scheme::Dpop => (ApiError::DpopInvalidToken, ApiError::DpopInvalidProof),
+        };
         let claims = match jwt::verify(token, &self.keys, &self.settings, now).await {
-            Ok(claims) if claims.has_scope(DEFAULT_SCOPE) => claims,
+            // A bound token needs its proof (no downgrade to Bearer); the DPoP scheme needs
+            // a bound token.
+            Ok(claims)
+                if claims.has_scope(DEFAULT_SCOPE)
+                    && claims.jkt().is_some() == (scheme == Scheme::Dpop) =>
+            {
+                claims
+            }
             Ok(_) | Err(VerifyError::Invalid(_)) => {
-                return fail(ApiError::InvalidToken, Outcome::InvalidToken);
+                return fail(bad_token, Outcome::InvalidToken);
             }
             Err(VerifyError::Keys(err)) => {
                 tracing::error!(error = %err, "verification keys unavailable");
@@ -77,22 +93,44 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
             }
         };
         let Some(code) = CustomerCode::parse(&claims.sub) else {
-            return fail(ApiError::InvalidToken, Outcome::InvalidToken);
+            return fail(bad_token, Outcome::InvalidToken);
+        };
+        let proof = match claims.jkt() {
+            None => None,
+            Some(jkt) => match self.dpop_proof(request, token, wanted, now) {
+                Ok(proof) if proof.jkt == jkt => Some(proof),
+                Ok(_) | Err(_) => {
+                    return fail(bad_proof, Outcome::InvalidDpopProof).customer(code.as_str());
+                }
+            },
         };
         // The write re-checks the customer's status and the token's key: a revoked key's or a
-        // suspended customer's token is refused without being counted.
+        // suspended customer's token is refused without being counted. A proof's `jti` is
+        // burned in the same round trip.
         let credential = Credential::Token {
             key_id: &claims.key_id,
             epoch: claims.epoch,
         };
-        let lookup = self
-            .store
-            .lookup(&code, credential, now, self.api_limit)
-            .await;
+        let limit = self.api_limit;
+        let lookup = match &proof {
+            None => self.store.lookup(&code, credential, now, limit).await,
+            Some(proof) => {
+                let used = SingleUse {
+                    kind: UseKind::DpopProof,
+                    jti: &proof.jti,
+                    until: proof.replay_until(),
+                };
+                let lookup = self.store.lookup_once(&code, credential, used, now, limit);
+                lookup.await
+            }
+        };
         let (customer, rate) = match lookup {
             Ok(Lookup::Found { customer, rate }) => (customer, rate),
             Ok(Lookup::Denied) => {
-                return fail(ApiError::InvalidToken, Outcome::InvalidToken).customer(code.as_str());
+                return fail(bad_token, Outcome::InvalidToken).customer(code.as_str());
+            }
+            Ok(Lookup::Replayed) => {
+                return fail(bad_proof, Outcome::InvalidDpopProof).customer(code.as_str());
             }
             Ok(Lookup::NotFound) => {
                 return fail(ApiError::CustomerNotFound, Outcome::NotFound).customer(code.as_str());
@@ -119,6 +157,52 @@ impl<S: CustomerStore, K: KeySource> CustomerApi<S, K> {
         let response = json_response(200, &customer.public_json(), headers);
         Handled::new(response, route, Outcome::Found).customer(code.as_str())
     }
+
+    /// The request's one DPoP proof, checked against the request (`htu`: the public base
+    /// URL and the route's path) and the access token beside it (`ath`).
+    fn dpop_proof(
+        &self,
+        request: &Request,
+        token: &str,
+        wanted: Option<&str>,
+        now: u64,
+    ) -> Result<Proof, &'static str> {
+        let values = request
+            .headers()
+            .get_all("dpop")
+            .iter()
+            .map(|v| v.as_bytes());
+        let compact = dpop::single_header(values)?.ok_or("no DPoP header")?;
+        let url = match wanted {
+            None => format!("{}/customer", self.base_url()),
+            Some(code) => format!("{}/customers/{code}", self.base_url()),
+        };
+        let expected = dpop::Expected {
+            method: request.method().as_str(),
+            url: &url,
+            access_token: Some(token),
+            now,
+        };
+        dpop::verify(compact, &expected).inspect_err(|reason| {
+            tracing::debug!(reason, "DPoP proof refused");
+        })
+    }
+
+    fn base_url(&self) -> &str {
+        self.settings.issuer.trim_end_matches('/')
+    }
+
+    /// RFC 9728 protected-resource metadata.
+    fn resource_metadata(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resource": self.base_url(),
+            "authorization_servers": [self.settings.issuer],
+            "bearer_methods_supported": ["header"],
+            "scopes_supported": [DEFAULT_SCOPE],
+            "dpop_signing_alg_values_supported": dpop::ALGS,
+            "dpop_bound_access_tokens_required": false,
+        })
+    }
 }
 
 impl<S, K> Api for CustomerApi<S, K>
@@ -139,6 +223,13 @@ where
             path => path.strip_prefix("/customers/").map(Some),
         }
         .filter(|code| code.is_none_or(|c| !c.is_empty() && !c.contains('/')));
+        if is_get && crate::handler::resource(&request) == RESOURCE_METADATA {
+            return Handled::new(
+                json_response(200, &self.resource_metadata(), Headers::public_document()),
+                "GET /.well-known/oauth-protected-resource",
+                Outcome::Document,
+            );
+        }
         match wanted {
             Some(None) if is_get => self.customer(&request, None, OWN_ROUTE, now).await,
             Some(Some(code)) if is_get => {

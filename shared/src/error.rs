@@ -34,6 +34,7 @@ pub mod text {
         "client_assertion and client_assertion_type are required together.";
     pub const ASSERTION_TYPE_UNSUPPORTED: &str = "The client assertion type is not supported.";
     pub const ENDPOINT_ONLY_POST: &str = "This endpoint accepts only POST.";
+    pub const INVALID_DPOP_PROOF: &str = "The DPoP proof is invalid.";
 }
 
 /// Everything the token endpoint can answer with instead of a token (OAuth envelope).
@@ -47,6 +48,8 @@ pub enum OAuthError {
     UnsupportedGrantType,
     /// 400 `invalid_scope`.
     InvalidScope,
+    /// 400 `invalid_dpop_proof` (RFC 9449 §5).
+    InvalidDpopProof,
     /// 429 `too_many_requests`.
     TooManyRequests,
     /// 500 `server_error`.
@@ -71,6 +74,7 @@ impl OAuthError {
             Self::InvalidClient { .. } => "invalid_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::TooManyRequests => "too_many_requests",
             Self::ServerError => "server_error",
         }
@@ -83,6 +87,7 @@ impl OAuthError {
             Self::InvalidClient { .. } => text::INVALID_CLIENT,
             Self::UnsupportedGrantType => text::UNSUPPORTED_GRANT_TYPE,
             Self::InvalidScope => text::INVALID_SCOPE,
+            Self::InvalidDpopProof => text::INVALID_DPOP_PROOF,
             Self::TooManyRequests => text::TOO_MANY_TOKEN_REQUESTS,
             Self::ServerError => text::UNEXPECTED,
         }
@@ -110,6 +115,12 @@ pub enum ApiError {
     CustomerNotFound,
     /// 401 with an empty body and the Bearer challenge.
     InvalidToken,
+    /// 401 with an empty body and the DPoP challenge: a DPoP-scheme token that is bad,
+    /// expired, revoked or not bound.
+    DpopInvalidToken,
+    /// 401 with an empty body and the DPoP challenge: a missing, bad or replayed proof, or
+    /// one whose key is not the token's.
+    DpopInvalidProof,
     /// 429 standard envelope.
     TooManyRequests,
     /// 500 standard envelope.
@@ -121,7 +132,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::RouteNotFound | Self::CustomerNotFound => 404,
-            Self::InvalidToken => 401,
+            Self::InvalidToken | Self::DpopInvalidToken | Self::DpopInvalidProof => 401,
             Self::TooManyRequests => 429,
             Self::Internal => 500,
         }
@@ -132,7 +143,11 @@ impl ApiError {
         let mut headers = Headers::standard();
         with_rate_limit(&mut headers, rate, self.status() == 429);
         let message = match self {
-            Self::InvalidToken => return bearer_unauthorized(headers),
+            Self::InvalidToken => {
+                return unauthorized(headers, "Bearer error=\"invalid_token\"");
+            }
+            Self::DpopInvalidToken => return unauthorized(headers, DPOP_INVALID_TOKEN),
+            Self::DpopInvalidProof => return unauthorized(headers, DPOP_INVALID_PROOF),
             Self::RouteNotFound => text::NOT_FOUND,
             Self::CustomerNotFound => text::CUSTOMER_NOT_FOUND,
             Self::TooManyRequests => text::TOO_MANY_REQUESTS,
@@ -146,10 +161,15 @@ impl ApiError {
     }
 }
 
-/// 401 with no body and exactly `WWW-Authenticate: Bearer error="invalid_token"`.
-fn bearer_unauthorized(mut headers: HeaderList) -> Response<Body> {
+/// The DPoP challenge of a bad token (RFC 9449 §7.1).
+pub const DPOP_INVALID_TOKEN: &str = "DPoP error=\"invalid_token\", algs=\"EdDSA ES256\"";
+/// The DPoP challenge of a bad proof.
+pub const DPOP_INVALID_PROOF: &str = "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"";
+
+/// 401 with no body and exactly one `WWW-Authenticate: <challenge>`.
+fn unauthorized(mut headers: HeaderList, challenge: &str) -> Response<Body> {
     headers.retain(|(name, _)| *name != "content-type");
-    headers.push(("www-authenticate", "Bearer error=\"invalid_token\"".into()));
+    headers.push(("www-authenticate", challenge.into()));
     crate::http::build(401, Body::Empty, headers)
 }
 
@@ -207,6 +227,11 @@ mod tests {
                 OAuthError::InvalidScope,
                 400,
                 r#"{"error":"invalid_scope","error_description":"The requested scope is invalid."}"#,
+            ),
+            (
+                OAuthError::InvalidDpopProof,
+                400,
+                r#"{"error":"invalid_dpop_proof","error_description":"The DPoP proof is invalid."}"#,
             ),
             (
                 OAuthError::ServerError,
@@ -268,6 +293,33 @@ mod tests {
                 ("www-authenticate", "Bearer error=\"invalid_token\""),
             ])
         );
+    }
+
+    #[test]
+    fn dpop_failures_are_401_with_empty_body_and_the_dpop_challenge() {
+        for (error, challenge) in [
+            (
+                ApiError::DpopInvalidToken,
+                "DPoP error=\"invalid_token\", algs=\"EdDSA ES256\"",
+            ),
+            (
+                ApiError::DpopInvalidProof,
+                "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"",
+            ),
+        ] {
+            assert_eq!(
+                parts(&error.response(None)),
+                (
+                    401,
+                    h(&[
+                        ("cache-control", "no-store"),
+                        ("x-content-type-options", "nosniff"),
+                        ("www-authenticate", challenge),
+                    ]),
+                    String::new()
+                )
+            );
+        }
     }
 
     #[test]

@@ -95,7 +95,12 @@ impl PublicJwk {
     /// (OKP → EdDSA, EC → ES256, RSA → RS256).
     pub fn parse(json: &str) -> Result<Self, JwkError> {
         let value: Value = serde_json::from_str(json).map_err(|_| JwkError::NotAnObject)?;
-        let object = value.as_object().ok_or(JwkError::NotAnObject)?;
+        Self::from_object(value.as_object().ok_or(JwkError::NotAnObject)?)
+    }
+
+    /// [`PublicJwk::parse`] of a JWK already parsed as JSON (the `jwk` header of a DPoP
+    /// proof).
+    pub fn from_object(object: &Map<String, Value>) -> Result<Self, JwkError> {
         if let Some(private) = PRIVATE_MEMBERS.iter().find(|m| object.contains_key(**m)) {
             return Err(JwkError::Private(private));
         }

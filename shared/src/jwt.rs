@@ -30,6 +30,16 @@ pub struct AccessClaims {
     /// revokes every token issued before. Absent in tokens from before revocation existed.
     #[serde(default)]
     pub epoch: u64,
+    /// The key a DPoP-bound token is bound to (RFC 9449 §6); absent in Bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 confirmation of a DPoP-bound token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 thumbprint of the DPoP proof key.
+    pub jkt: String,
 }
 
 impl AccessClaims {
@@ -37,6 +47,24 @@ impl AccessClaims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)
     }
+
+    /// The DPoP key thumbprint the token is bound to, if it is.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
+}
+
+/// What one token grants, and to whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    pub customer_code: &'a str,
+    pub scope: &'a str,
+    /// The key that authenticated.
+    pub key_id: &'a str,
+    /// The customer's revocation epoch now.
+    pub epoch: u64,
+    /// The DPoP key thumbprint to bind the token to.
+    pub jkt: Option<&'a str>,
 }
 
 /// Issuer, audience and lifetime of the tokens this deployment issues and accepts.
@@ -69,16 +97,20 @@ pub enum SignError {
     Random,
 }
 
-/// Issues a token for `customer_code` with the active key of `keys`.
+/// Issues a token for `grant` with the active key of `keys`.
 pub fn sign(
     settings: &TokenSettings,
     keys: &KeySet,
-    customer_code: &str,
-    scope: &str,
-    key_id: &str,
-    epoch: u64,
+    grant: &Grant<'_>,
     now: u64,
 ) -> Result<String, SignError> {
+    let Grant {
+        customer_code,
+        scope,
+        key_id,
+        epoch,
+        jkt,
+    } = *grant;
     let (kid, key) = keys.signer(now)?;
     let mut jti = [0u8; 16];
     random_bytes(&mut jti).map_err(|_| SignError::Random)?;
@@ -94,6 +126,9 @@ pub fn sign(
         jti: hex(&jti),
         key_id: key_id.to_owned(),
         epoch,
+        cnf: jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_owned(),
+        }),
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(TYP.into());
@@ -112,11 +147,34 @@ pub enum VerifyError {
     Keys(#[from] KeyError),
 }
 
+/// How an access token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP <token>` with a `DPoP` proof (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The scheme and token of `Authorization: Bearer|DPoP <token>` (scheme case-insensitive);
+/// `None` for anything else.
+pub fn access_token(header: Option<&str>) -> Option<(Scheme, &str)> {
+    let (scheme, token) = header?.split_once(' ')?;
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return None;
+    };
+    (!token.is_empty() && !token.contains(' ')).then_some((scheme, token))
+}
+
 /// Extracts the token of `Authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(header: Option<&str>) -> Option<&str> {
-    let (scheme, token) = header?.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
-        .then_some(token)
+    access_token(header)
+        .filter(|(scheme, _)| *scheme == Scheme::Bearer)
+        .map(|(_, token)| token)
 }
 
 /// Validates signature, algorithm, `typ`, `kid`, `iss`, `aud`, time claims and presence of

@@ -8,6 +8,7 @@ pub mod assertion;
 pub mod aws;
 pub mod config;
 pub mod customer_api;
+pub mod dpop;
 pub mod error;
 pub mod handler;
 pub mod http;

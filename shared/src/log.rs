@@ -25,6 +25,8 @@ pub enum Outcome {
     Found,
     NotFound,
     InvalidToken,
+    /// A missing, bad or replayed DPoP proof.
+    InvalidDpopProof,
     Document,
     ServerError,
     TokensRevoked,
@@ -44,6 +46,7 @@ impl Outcome {
             Self::Found => "found",
             Self::NotFound => "not_found",
             Self::InvalidToken => "invalid_token",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::Document => "document",
             Self::ServerError => "server_error",
             Self::TokensRevoked => "tokens_revoked",
@@ -101,7 +104,9 @@ impl RequestSummary {
             "customer_code": self.customer_code,
             "outcome": self.outcome.label(),
             "TokensIssued": count(Outcome::TokenIssued),
-            "AuthenticationFailures": count(Outcome::InvalidClient) + count(Outcome::InvalidToken),
+            "AuthenticationFailures": count(Outcome::InvalidClient)
+                + count(Outcome::InvalidToken)
+                + count(Outcome::InvalidDpopProof),
             "RateLimited": count(Outcome::RateLimited),
         })
     }

@@ -3,6 +3,7 @@
 //! secrets. The operator's writes, conditional and retried, live in the admin crate.
 
 use crate::api_key::{ApiKey, RandomError};
+use crate::jwk::PublicJwk;
 use crate::keys::{KeyDocument, KeyError, SecretsManagerSource};
 use crate::model::{Customer, CustomerCode, CustomerStatus, DEFAULT_SCOPE, StoredKey, rfc3339};
 use crate::rate_limit::{Bucket, Counter};
@@ -11,6 +12,9 @@ use crate::store::dynamo::DynamoStore;
 use crate::store::item::{self, bucket_attr, from_item};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// A customer and its one API key (`key_id` → its hash in `customer.keys`).
@@ -264,4 +268,133 @@ impl SecretFixtures for SecretsManagerSource {
                 )
             })
     }
+}
+
+/// A client's key pair (Ed25519 or P-256) that signs compact JWSs: DPoP proofs and client
+/// assertions.
+pub struct ProofKey {
+    pair: Pair,
+    /// The public JWK as JSON.
+    pub jwk: String,
+}
+
+enum Pair {
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
+    P256(aws_lc_rs::signature::EcdsaKeyPair),
+}
+
+impl ProofKey {
+    /// A fresh Ed25519 key (`EdDSA`).
+    pub fn ed25519() -> Self {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pair = Ed25519KeyPair::generate_pkcs8(&rng)
+            .ok()
+            .and_then(|pkcs8| Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).ok())
+            .unwrap_or_else(|| panic!("Ed25519 key generation failed"));
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        Self {
+            jwk: format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#),
+            pair: Pair::Ed25519(pair),
+        }
+    }
+
+    /// A fresh P-256 key (`ES256`).
+    pub fn es256() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let alg = &ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pair = EcdsaKeyPair::generate_pkcs8(alg, &rng)
+            .ok()
+            .and_then(|pkcs8| EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).ok())
+            .unwrap_or_else(|| panic!("P-256 key generation failed"));
+        let point = pair.public_key().as_ref();
+        let (x, y) = (
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..]),
+        );
+        Self {
+            jwk: format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#),
+            pair: Pair::P256(pair),
+        }
+    }
+
+    /// The JWS algorithm of the key.
+    pub fn alg(&self) -> &'static str {
+        match self.pair {
+            Pair::Ed25519(_) => "EdDSA",
+            Pair::P256(_) => "ES256",
+        }
+    }
+
+    fn parsed(&self) -> PublicJwk {
+        PublicJwk::parse(&self.jwk).unwrap_or_else(|e| panic!("fixture JWK refused: {e}"))
+    }
+
+    /// Id of the key once registered (`customer-admin keys add-jwk`).
+    pub fn key_id(&self) -> String {
+        self.parsed().key_id()
+    }
+
+    /// RFC 7638 thumbprint: the `cnf.jkt` of tokens bound to this key.
+    pub fn thumbprint(&self) -> String {
+        self.parsed().thumbprint()
+    }
+
+    /// The public JWK as a JSON value.
+    pub fn public_jwk(&self) -> Value {
+        serde_json::from_str(&self.jwk).unwrap_or(Value::Null)
+    }
+
+    /// The public JWK with a private member (`d`) added: what a careless client might send.
+    pub fn private_jwk(&self) -> Value {
+        let mut jwk = self.public_jwk();
+        jwk["d"] = Value::String(URL_SAFE_NO_PAD.encode([7u8; 32]));
+        jwk
+    }
+
+    /// A DPoP proof header naming `alg`.
+    pub fn header(&self, alg: &str) -> Value {
+        serde_json::json!({"typ": crate::dpop::TYP, "alg": alg, "jwk": self.public_jwk()})
+    }
+
+    /// Signs `header` and `claims` as a compact JWS.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = match &self.pair {
+            Pair::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+            Pair::P256(pair) => pair
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_else(|_| panic!("P-256 signing failed")),
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// A DPoP proof with the usual header and `claims`.
+    pub fn proof(&self, claims: Value) -> String {
+        self.sign(&self.header(self.alg()), &claims)
+    }
+
+    /// A good DPoP proof for `method` `url` at `now` with a fresh `jti` (and `ath` of
+    /// `token`, if any).
+    pub fn proof_for(&self, method: &str, url: &str, token: Option<&str>, now: u64) -> String {
+        let mut claims = serde_json::json!({"jti": fresh_jti(), "htm": method, "htu": url,
+                                            "iat": now});
+        if let Some(token) = token {
+            claims["ath"] = Value::String(crate::dpop::access_token_hash(token));
+        }
+        self.proof(claims)
+    }
+}
+
+/// 128 random bits, base64url: a fresh `jti`.
+pub fn fresh_jti() -> String {
+    let mut raw = [0u8; 16];
+    crate::api_key::random_bytes(&mut raw).unwrap_or_else(|_| panic!("random source failed"));
+    URL_SAFE_NO_PAD.encode(raw)
 }

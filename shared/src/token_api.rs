@@ -3,6 +3,7 @@
 use crate::assertion;
 use crate::aws::{Production, warm_up};
 use crate::config::{Config, ConfigError};
+use crate::dpop::{self, Proof};
 use crate::error::{ApiError, OAuthError, text};
 use crate::handler::{Api, Handled, body_bytes};
 use crate::http::{Headers, build, json_response, with_rate_limit};
@@ -13,9 +14,8 @@ use crate::keys::{KeyCache, KeySource, SecretsManagerSource};
 use crate::log::Outcome;
 use crate::model::{Credential, Customer, CustomerCode, DEFAULT_SCOPE};
 use crate::rate_limit::RateInfo;
-use crate::store::Assertion;
 use crate::store::dynamo::DynamoStore;
-use crate::store::{CustomerStore, Effect, TokenAuth};
+use crate::store::{CustomerStore, Effect, SingleUse, TokenAuth, UseKind};
 use crate::token_request::{self, ClientCredentials, RawTokenRequest};
 use lambda_http::{Body, Request, Response};
 
@@ -84,6 +84,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "scopes_supported": [DEFAULT_SCOPE],
             "response_types_supported": [],
+            "dpop_signing_alg_values_supported": dpop::ACCEPTED_ALGS,
         })
     }
 
@@ -110,14 +111,24 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         }
     }
 
-    /// `POST /auth/token` (`docs/contract.md`, "Token endpoint", steps 2–9).
+    /// `POST /auth/token` (`docs/contract.md`, "Token endpoint", steps 2–9, with a DPoP
+    /// proof checked after client authentication).
     async fn token(&self, request: &Request, now: u64) -> Handled {
         let parsed = match token_request::parse(&raw_request(request)) {
             Ok(parsed) => parsed,
             Err(err) => return oauth_failure(err, None, TOKEN_ROUTE, Outcome::InvalidRequest),
         };
+        // Checked before the store call so a good proof's `jti` is burned in the counting
+        // write; a bad one is answered after authentication, counted like any request.
+        let proof = self.dpop_proof(request, now);
         let client = match self
-            .authenticate(&parsed.client, Effect::Count, TOKEN_ROUTE, now)
+            .authenticate(
+                &parsed.client,
+                Effect::Count,
+                TOKEN_ROUTE,
+                now,
+                proof.as_ref().and_then(|p| p.as_ref().ok()),
+            )
             .await
         {
             Ok(client) => client,
@@ -128,7 +139,24 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             customer,
             rate,
             key_id,
+            proof_replayed,
         } = client;
+        let jkt = match &proof {
+            Some(Ok(proof)) if !proof_replayed => Some(proof.jkt.as_str()),
+            None => None,
+            Some(failed) => {
+                if let Err(reason) = failed {
+                    tracing::debug!(reason, "DPoP proof refused");
+                }
+                return oauth_failure(
+                    OAuthError::InvalidDpopProof,
+                    Some(&rate),
+                    TOKEN_ROUTE,
+                    Outcome::InvalidDpopProof,
+                )
+                .customer(code.as_str());
+            }
+        };
         let granted = match parsed.scope.as_deref().map(token_request::parse_scope) {
             None => Ok(customer.scopes.clone()),
             Some(Ok(asked)) if asked.iter().all(|s| customer.scopes.contains(s)) => Ok(asked),
@@ -146,16 +174,15 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
                 .customer(code.as_str());
             }
         };
+        let grant = jwt::Grant {
+            customer_code: code.as_str(),
+            scope: &scope,
+            key_id: &key_id,
+            epoch: customer.token_epoch,
+            jkt,
+        };
         let signed = match self.keys.current(now).await {
-            Ok(keys) => jwt::sign(
-                &self.settings,
-                &keys,
-                code.as_str(),
-                &scope,
-                &key_id,
-                customer.token_epoch,
-                now,
-            ),
+            Ok(keys) => jwt::sign(&self.settings, &keys, &grant, now),
             Err(err) => Err(err.into()),
         };
         let token = match signed {
@@ -173,7 +200,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         };
         let body = serde_json::json!({
             "access_token": token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { dpop::TOKEN_TYPE } else { "Bearer" },
             "expires_in": self.settings.ttl_seconds,
             "scope": scope,
         });
@@ -187,27 +214,53 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
         .customer(code.as_str())
     }
 
+    /// The token request's DPoP proof: `None` without a `DPoP` header, else the checked
+    /// proof or why it was refused.
+    fn dpop_proof(&self, request: &Request, now: u64) -> Option<Result<Proof, &'static str>> {
+        let values = request
+            .headers()
+            .get_all("dpop")
+            .iter()
+            .map(|v| v.as_bytes());
+        let url = format!("{}/auth/token", self.base_url());
+        match dpop::single_header(values) {
+            Ok(None) => None,
+            Ok(Some(compact)) => Some(dpop::verify(
+                compact,
+                &dpop::Expected {
+                    method: "POST",
+                    url: &url,
+                    access_token: None,
+                    now,
+                },
+            )),
+            Err(reason) => Some(Err(reason)),
+        }
+    }
+
     /// Client authentication shared by the OAuth endpoints: one conditional write that
-    /// authenticates, counts in the token bucket and applies `effect`; every failure is the
-    /// endpoint's response.
+    /// authenticates, counts in the token bucket, applies `effect` and burns the single-use
+    /// ids (an assertion's `jti`, the `jti` of `proof`); every failure is the endpoint's
+    /// response. A replayed proof of a client that authenticated is counted and reported in
+    /// [`Authenticated::proof_replayed`].
     async fn authenticate(
         &self,
         client: &ClientCredentials,
         effect: Effect,
         route: &'static str,
         now: u64,
+        proof: Option<&Proof>,
     ) -> Result<Authenticated, Handled> {
+        let failure = |err: OAuthError, outcome| oauth_failure(err, None, route, outcome);
         let invalid_client = || {
-            oauth_failure(
+            failure(
                 OAuthError::InvalidClient {
                     basic: client.is_basic(),
                 },
-                None,
-                route,
                 Outcome::InvalidClient,
             )
         };
-        let (code, key_id, auth) = match client {
+        let (code, key_id, hash, assertion) = match client {
             ClientCredentials::Secret {
                 client_id,
                 client_secret,
@@ -223,88 +276,74 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
                 if !client_secret.is_well_formed() {
                     return Err(invalid_client());
                 }
-                let (key_id, hash) = (client_secret.key_id(), client_secret.hash_hex());
-                let credential = Credential::ApiKey {
-                    id: &key_id,
-                    hash: &hash,
-                };
-                let auth = self
-                    .store
-                    .authorize_token(&code, credential, effect, now, self.token_limit)
-                    .await;
-                (code, key_id, auth)
+                let hash = Some(client_secret.hash_hex());
+                (code, client_secret.key_id(), hash, None)
             }
             ClientCredentials::Assertion {
                 client_id,
                 assertion,
             } => {
-                let jws = Jws::parse(assertion);
-                let claimed = jws.as_ref().and_then(assertion::claimed_client);
-                let code = claimed
-                    .filter(|iss| client_id.as_deref().is_none_or(|id| id == *iss))
-                    .and_then(CustomerCode::parse);
-                let (Some(jws), Some(code)) = (jws, code) else {
-                    return Err(invalid_client());
-                };
-                let kid = jws.header.get("kid").and_then(|k| k.as_str());
-                let base = self.base_url();
-                let audiences = [format!("{base}/auth/token"), self.settings.issuer.clone()];
-                let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
-                // Signature and claims first: an assertion that fails them counts nothing.
-                // No cached key verifies it: read the registered keys once more (a key
-                // registered a moment ago must work at once).
-                let mut verified = Err("not tried");
-                for reread in [false, true] {
-                    let keys = match self.store.registered_jwks(&code, kid, reread, now).await {
-                        Ok(keys) => keys,
-                        Err(err) => {
-                            tracing::error!(error = %err, "registered keys unavailable");
-                            return Err(oauth_failure(
-                                OAuthError::ServerError,
-                                None,
-                                route,
-                                Outcome::ServerError,
-                            ));
-                        }
-                    };
-                    verified = assertion::verify(&jws, &keys, &audiences, now);
-                    if verified != Err(assertion::NO_KEY) {
-                        break;
+                let verified = self.verify_assertion(client_id.as_deref(), assertion, now);
+                match verified.await {
+                    Ok((code, verified)) => {
+                        let used = (verified.jti, verified.exp.saturating_add(LEEWAY_SECONDS));
+                        (code, verified.key_id, None, Some(used))
+                    }
+                    Err(None) => return Err(invalid_client()),
+                    Err(Some(err)) => {
+                        tracing::error!(error = %err, "registered keys unavailable");
+                        return Err(failure(OAuthError::ServerError, Outcome::ServerError));
                     }
                 }
-                let verified = match verified {
-                    Ok(verified) => verified,
-                    Err(reason) => {
-                        tracing::debug!(reason, "client assertion refused");
-                        return Err(invalid_client());
-                    }
-                };
-                let replay_until = verified.exp.saturating_add(LEEWAY_SECONDS);
-                let auth = self
-                    .store
-                    .authorize_assertion(
-                        &code,
-                        Assertion {
-                            key_id: &verified.key_id,
-                            jti: &verified.jti,
-                            replay_until,
-                        },
-                        effect,
-                        now,
-                        self.token_limit,
-                    )
-                    .await;
-                (code, verified.key_id, auth)
             }
         };
+        let credential = match &hash {
+            Some(hash) => Credential::ApiKey { id: &key_id, hash },
+            None => Credential::Jwk { key_id: &key_id },
+        };
+        let uses: Vec<SingleUse<'_>> = assertion
+            .iter()
+            .map(|(jti, until)| SingleUse {
+                kind: UseKind::Assertion,
+                jti,
+                until: *until,
+            })
+            .chain(proof.map(|proof| SingleUse {
+                kind: UseKind::DpopProof,
+                jti: &proof.jti,
+                until: proof.replay_until(),
+            }))
+            .collect();
+        let limit = self.token_limit;
+        let mut auth = if uses.is_empty() {
+            let auth = self
+                .store
+                .authorize_token(&code, credential, effect, now, limit);
+            auth.await
+        } else {
+            let auth = self
+                .store
+                .authorize_once(&code, credential, &uses, effect, now, limit);
+            auth.await
+        };
+        // A replayed proof fails the request but, the client having authenticated, it is
+        // counted like any other (nothing else happens: the effect is not applied).
+        let proof_replayed = matches!(auth, Ok(TokenAuth::Replayed(UseKind::DpopProof)));
+        if proof_replayed {
+            auth = self
+                .store
+                .authorize_token(&code, credential, Effect::Count, now, limit)
+                .await;
+        }
         match auth {
             Ok(TokenAuth::Granted { customer, rate }) => Ok(Authenticated {
                 code,
                 customer,
                 rate,
                 key_id,
+                proof_replayed,
             }),
-            Ok(TokenAuth::InvalidClient) => Err(invalid_client()),
+            Ok(TokenAuth::InvalidClient | TokenAuth::Replayed(_)) => Err(invalid_client()),
             Ok(TokenAuth::Limited(rate)) => Err(oauth_failure(
                 OAuthError::TooManyRequests,
                 Some(&rate),
@@ -314,12 +353,52 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             .customer(code.as_str())),
             Err(err) => {
                 tracing::error!(error = %err, "client authentication failed in the store");
-                Err(oauth_failure(
-                    OAuthError::ServerError,
-                    None,
-                    route,
-                    Outcome::ServerError,
-                ))
+                Err(failure(OAuthError::ServerError, Outcome::ServerError))
+            }
+        }
+    }
+
+    /// A `private_key_jwt` assertion checked against the keys registered for the client it
+    /// names (signature and claims; its `jti` is the counting write's business). `Err(None)`
+    /// is any defect (the same `invalid_client`), `Err(Some(_))` a store failure.
+    async fn verify_assertion(
+        &self,
+        client_id: Option<&str>,
+        assertion: &str,
+        now: u64,
+    ) -> Result<(CustomerCode, assertion::Assertion), Option<crate::store::StoreError>> {
+        let jws = Jws::parse(assertion);
+        let claimed = jws.as_ref().and_then(assertion::claimed_client);
+        let code = claimed
+            .filter(|iss| client_id.is_none_or(|id| id == *iss))
+            .and_then(CustomerCode::parse);
+        let (Some(jws), Some(code)) = (jws, code) else {
+            return Err(None);
+        };
+        let kid = jws.header.get("kid").and_then(|k| k.as_str());
+        let base = self.base_url();
+        let audiences = [format!("{base}/auth/token"), self.settings.issuer.clone()];
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        // Signature and claims first: an assertion that fails them counts nothing. No cached
+        // key verifies it: read the registered keys once more (a key registered a moment ago
+        // must work at once).
+        let mut verified = Err("not tried");
+        for reread in [false, true] {
+            let keys = self
+                .store
+                .registered_jwks(&code, kid, reread, now)
+                .await
+                .map_err(Some)?;
+            verified = assertion::verify(&jws, &keys, &audiences, now);
+            if verified != Err(assertion::NO_KEY) {
+                break;
+            }
+        }
+        match verified {
+            Ok(verified) => Ok((code, verified)),
+            Err(reason) => {
+                tracing::debug!(reason, "client assertion refused");
+                Err(None)
             }
         }
     }
@@ -359,7 +438,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             Effect::Count
         };
         let client = match self
-            .authenticate(&operation.client, effect, REVOKE_ROUTE, now)
+            .authenticate(&operation.client, effect, REVOKE_ROUTE, now, None)
             .await
         {
             Ok(client) => client,
@@ -388,7 +467,13 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             }
         };
         let client = match self
-            .authenticate(&operation.client, Effect::Count, INTROSPECT_ROUTE, now)
+            .authenticate(
+                &operation.client,
+                Effect::Count,
+                INTROSPECT_ROUTE,
+                now,
+                None,
+            )
             .await
         {
             Ok(client) => client,
@@ -419,7 +504,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
                     now,
                 )
         });
-        let body = match &live {
+        let mut body = match &live {
             Some(claims) => serde_json::json!({
                 "active": true,
                 "scope": claims.scope,
@@ -431,10 +516,13 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
                 "iat": claims.iat,
                 "nbf": claims.nbf,
                 "jti": claims.jti,
-                "token_type": "Bearer",
+                "token_type": if claims.cnf.is_some() { dpop::TOKEN_TYPE } else { "Bearer" },
             }),
             None => serde_json::json!({ "active": false }),
         };
+        if let Some(cnf) = live.as_ref().and_then(|claims| claims.cnf.as_ref()) {
+            body["cnf"] = serde_json::json!({ "jkt": cnf.jkt });
+        }
         let mut headers = Headers::token();
         with_rate_limit(&mut headers, Some(&client.rate), false);
         Handled::new(
@@ -472,6 +560,8 @@ struct Authenticated {
     rate: RateInfo,
     /// Id of the key that authenticated.
     key_id: String,
+    /// The request's DPoP proof had been used before (the request was still counted).
+    proof_replayed: bool,
 }
 
 impl<S, K> Api for TokenApi<S, K>

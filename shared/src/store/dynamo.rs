@@ -11,8 +11,8 @@
 
 use super::item::{self, Item, bucket_attr, from_item};
 use super::{
-    CustomerStore, Effect, Judgement, Lookup, StoreError, TokenAuth, judge, lookup_outcome,
-    token_outcome,
+    CustomerStore, Effect, Judgement, Lookup, SingleUse, StoreError, TokenAuth, judge,
+    lookup_outcome, token_outcome,
 };
 use crate::model::{Credential, Customer, CustomerCode, CustomerStatus};
 use crate::rate_limit::{Admission, Bucket, window_start};
@@ -32,8 +32,9 @@ const MAX_ROUNDS: usize = 3;
 pub struct DynamoStore {
     pub(super) client: Client,
     pub(super) table: String,
-    /// Per-instance state of `private_key_jwt` (`super::assertions`), shared by clones.
-    pub(super) assertions: std::sync::Arc<std::sync::Mutex<super::assertions::Cache>>,
+    /// Per-instance cache of customer images and JWKs (`super::single_use`), shared by
+    /// clones.
+    pub(super) cache: std::sync::Arc<std::sync::Mutex<super::single_use::Cache>>,
 }
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
@@ -52,6 +53,84 @@ pub(super) struct Counted<'a> {
     pub(super) default_limit: u64,
 }
 
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A condition expression with its placeholders.
+pub(super) struct Condition {
+    pub(super) names: HashMap<String, String>,
+    pub(super) values: HashMap<String, AttributeValue>,
+    pub(super) condition: String,
+}
+
+impl Condition {
+    /// The same rule as `Customer::accepts`: the item exists, the customer is active, the
+    /// key named by `credential` is present and unexpired and, for an API key, its hash is
+    /// the presented one; a JWK entry has no hash; a token's epoch is the current one.
+    /// Names `#w`, `#c` are `bucket`'s window and count, `#ep` (tokens only) the epoch.
+    pub(super) fn credential(credential: Credential<'_>, bucket: Bucket, now: u64) -> Self {
+        let mut names = HashMap::from([
+            ("#pk".to_owned(), item::CODE.to_owned()),
+            ("#w".to_owned(), bucket_attr(bucket, "window")),
+            ("#c".to_owned(), bucket_attr(bucket, "count")),
+            ("#s".to_owned(), item::STATUS.to_owned()),
+            ("#k".to_owned(), item::KEYS.to_owned()),
+            ("#kid".to_owned(), credential.key_id().to_owned()),
+            ("#e".to_owned(), item::KEY_EXPIRES.to_owned()),
+        ]);
+        let mut values = HashMap::from([
+            (":one".to_owned(), n(1)),
+            (
+                ":active".to_owned(),
+                AttributeValue::S(CustomerStatus::Active.as_str().into()),
+            ),
+            (":now".to_owned(), n(now)),
+        ]);
+        let mut condition = String::from(
+            "attribute_exists(#pk) AND #s = :active AND attribute_exists(#k.#kid) \
+             AND (attribute_not_exists(#k.#kid.#e) OR #k.#kid.#e > :now)",
+        );
+        match credential {
+            Credential::ApiKey { hash, .. } => {
+                names.insert("#hs".into(), item::KEY_HASH.into());
+                values.insert(":hash".into(), AttributeValue::S(hash.into()));
+                condition.push_str(" AND #k.#kid.#hs = :hash");
+            }
+            Credential::Jwk { .. } => {
+                names.insert("#hs".into(), item::KEY_HASH.into());
+                condition.push_str(" AND attribute_not_exists(#k.#kid.#hs)");
+            }
+            Credential::Token { epoch, .. } => {
+                names.insert("#ep".into(), item::TOKEN_EPOCH.into());
+                values.insert(":tep".into(), n(epoch));
+                condition.push_str(if epoch == 0 {
+                    " AND (attribute_not_exists(#ep) OR #ep = :tep)"
+                } else {
+                    " AND #ep = :tep"
+                });
+            }
+        }
+        Self {
+            names,
+            values,
+            condition,
+        }
+    }
+}
+
+/// `SET <sets> ADD <adds>`, either part left out when empty.
+pub(super) fn update_expression(sets: &[&str], adds: &[&str]) -> String {
+    let mut update = Vec::new();
+    if !sets.is_empty() {
+        update.push(format!("SET {}", sets.join(", ")));
+    }
+    if !adds.is_empty() {
+        update.push(format!("ADD {}", adds.join(", ")));
+    }
+    update.join(" ")
+}
+
 /// Outcome of one conditional write.
 enum Write {
     Done(Item),
@@ -64,7 +143,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
-            assertions: std::sync::Arc::default(),
+            cache: std::sync::Arc::default(),
         }
     }
 
@@ -90,53 +169,12 @@ impl DynamoStore {
             now,
             default_limit,
         } = request;
-        let mut names = HashMap::from([
-            ("#pk".to_owned(), item::CODE.to_owned()),
-            ("#w".to_owned(), bucket_attr(bucket, "window")),
-            ("#c".to_owned(), bucket_attr(bucket, "count")),
-            ("#s".to_owned(), item::STATUS.to_owned()),
-            ("#k".to_owned(), item::KEYS.to_owned()),
-            ("#kid".to_owned(), credential.key_id().to_owned()),
-            ("#e".to_owned(), item::KEY_EXPIRES.to_owned()),
-        ]);
-        let mut values = HashMap::from([
-            (":one".to_owned(), AttributeValue::N("1".into())),
-            (
-                ":win".to_owned(),
-                AttributeValue::N(window_start(now).to_string()),
-            ),
-            (
-                ":active".to_owned(),
-                AttributeValue::S(CustomerStatus::Active.as_str().into()),
-            ),
-            (":now".to_owned(), AttributeValue::N(now.to_string())),
-        ]);
-        // The same rule as `Customer::accepts`: active, the key present and unexpired and,
-        // on the token route, the presented key's hash.
-        let mut condition = String::from(
-            "attribute_exists(#pk) AND #s = :active AND attribute_exists(#k.#kid) \
-             AND (attribute_not_exists(#k.#kid.#e) OR #k.#kid.#e > :now)",
-        );
-        match credential {
-            Credential::ApiKey { hash, .. } => {
-                names.insert("#hs".into(), item::KEY_HASH.into());
-                values.insert(":hash".into(), AttributeValue::S(hash.into()));
-                condition.push_str(" AND #k.#kid.#hs = :hash");
-            }
-            Credential::Jwk { .. } => {
-                names.insert("#hs".into(), item::KEY_HASH.into());
-                condition.push_str(" AND attribute_not_exists(#k.#kid.#hs)");
-            }
-            Credential::Token { epoch, .. } => {
-                names.insert("#ep".into(), item::TOKEN_EPOCH.into());
-                values.insert(":ep".into(), AttributeValue::N(epoch.to_string()));
-                condition.push_str(if epoch == 0 {
-                    " AND (attribute_not_exists(#ep) OR #ep = :ep)"
-                } else {
-                    " AND #ep = :ep"
-                });
-            }
-        }
+        let Condition {
+            mut names,
+            mut values,
+            mut condition,
+        } = Condition::credential(credential, bucket, now);
+        values.insert(":win".to_owned(), n(window_start(now)));
         let (mut sets, mut adds) = (Vec::new(), Vec::new());
         if form == Admission::NewWindow {
             condition.push_str(" AND (attribute_not_exists(#w) OR #w < :win)");
@@ -154,19 +192,12 @@ impl DynamoStore {
             names.insert("#ep".into(), item::TOKEN_EPOCH.into());
             adds.push("#ep :one");
         }
-        let mut update = String::new();
-        if !sets.is_empty() {
-            update = format!("SET {}", sets.join(", "));
-        }
-        if !adds.is_empty() {
-            update = format!("{update} ADD {}", adds.join(", "));
-        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(item::CODE, AttributeValue::S(code.as_str().into()))
-            .update_expression(update.trim_start())
+            .update_expression(update_expression(&sets, &adds))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -191,6 +222,17 @@ impl DynamoStore {
         &self,
         request: Counted<'_>,
     ) -> Result<(Judgement, Option<Customer>), StoreError> {
+        self.count_seen(request)
+            .await
+            .map(|(judgement, customer, _)| (judgement, customer))
+    }
+
+    /// [`DynamoStore::count`] that also returns the raw item: the image after the write, or
+    /// the current one that refused it.
+    pub(super) async fn count_seen(
+        &self,
+        request: Counted<'_>,
+    ) -> Result<(Judgement, Option<Customer>, Option<Item>), StoreError> {
         let Counted {
             bucket,
             credential,
@@ -208,17 +250,17 @@ impl DynamoStore {
                         limit: customer.limit(bucket, default_limit),
                         window: customer.counter(bucket).window,
                     };
-                    return Ok((judgement, Some(customer)));
+                    return Ok((judgement, Some(customer), Some(new)));
                 }
-                Write::Refused(old) => {
-                    let old = old.as_ref().map(from_item).transpose()?;
+                Write::Refused(raw) => {
+                    let old = raw.as_ref().map(from_item).transpose()?;
                     let judgement = judge(old.as_ref(), bucket, credential, now, default_limit);
                     match judgement {
                         Judgement::Rate {
                             admission: next @ (Admission::Count | Admission::NewWindow),
                             ..
                         } => form = next,
-                        _ => return Ok((judgement, old)),
+                        _ => return Ok((judgement, old, raw)),
                     }
                 }
             }
@@ -244,16 +286,51 @@ impl CustomerStore for DynamoStore {
         self.cached_jwks(code, kid, reread, now).await
     }
 
-    async fn authorize_assertion(
+    async fn authorize_once(
         &self,
         code: &CustomerCode,
-        assertion: super::Assertion<'_>,
+        key: Credential<'_>,
+        uses: &[SingleUse<'_>],
         effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        self.assertion_round(code, assertion, effect, now, default_limit)
-            .await
+        if uses.is_empty() {
+            return self
+                .authorize_token(code, key, effect, now, default_limit)
+                .await;
+        }
+        let request = Counted {
+            code,
+            bucket: Bucket::Token,
+            credential: key,
+            effect,
+            now,
+            default_limit,
+        };
+        Ok(self.count_once(request, uses).await?.token_outcome(now))
+    }
+
+    async fn lookup_once(
+        &self,
+        code: &CustomerCode,
+        key: Credential<'_>,
+        proof: SingleUse<'_>,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<Lookup, StoreError> {
+        let request = Counted {
+            code,
+            bucket: Bucket::Api,
+            credential: key,
+            effect: Effect::Count,
+            now,
+            default_limit,
+        };
+        Ok(self
+            .count_once(request, &[proof])
+            .await?
+            .lookup_outcome(now))
     }
 
     async fn authorize_token(

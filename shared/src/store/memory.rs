@@ -1,8 +1,8 @@
 //! In-memory store for fast unit tests: the same decisions as DynamoDB under one lock.
 
 use super::{
-    Assertion, CustomerStore, Effect, Judgement, Lookup, RegisteredKeys, StoreError, TokenAuth,
-    judge, lookup_outcome, registered, token_outcome,
+    Counting, CustomerStore, Effect, Judgement, Lookup, RegisteredKeys, SingleUse, StoreError,
+    TokenAuth, UseKind, judge, registered,
 };
 use crate::model::{Credential, Customer, CustomerCode};
 use crate::rate_limit::{Admission, Bucket, Counter};
@@ -16,8 +16,8 @@ pub struct MemoryStore {
     items: Mutex<HashMap<CustomerCode, Customer>>,
     /// Registered public JWKs per customer (key id → stored JSON).
     jwks: Mutex<HashMap<CustomerCode, BTreeMap<String, String>>>,
-    /// Accepted assertion `jti`s per customer, with the time they may be forgotten.
-    jtis: Mutex<HashMap<(CustomerCode, String), u64>>,
+    /// Accepted single-use ids per customer and kind, with the time they may be forgotten.
+    jtis: Mutex<HashMap<(CustomerCode, UseKind, String), u64>>,
     calls: AtomicUsize,
     fail: std::sync::atomic::AtomicBool,
 }
@@ -70,7 +70,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Applies the shared judgement and, when admitted, counts the request.
+    /// Applies the shared judgement and, when admitted, burns `uses` and counts the request.
     #[allow(clippy::too_many_arguments)]
     fn count(
         &self,
@@ -78,10 +78,10 @@ impl MemoryStore {
         bucket: Bucket,
         credential: Credential<'_>,
         effect: Effect,
-        jti: Option<(&str, u64)>,
+        uses: &[SingleUse<'_>],
         now: u64,
         default_limit: u64,
-    ) -> Result<(Judgement, Option<Customer>), StoreError> {
+    ) -> Result<Counting, StoreError> {
         self.call()?;
         let mut items = self
             .items
@@ -90,40 +90,54 @@ impl MemoryStore {
         let item = items.get_mut(code);
         let judgement = judge(item.as_deref(), bucket, credential, now, default_limit);
         let Some(customer) = item else {
-            return Ok((judgement, None));
+            return Ok(Counting::Judged(judgement, None));
         };
-        if let Judgement::Rate {
-            admission, window, ..
-        } = judgement
+        let admission = match judgement {
+            Judgement::Rate {
+                admission: admission @ (Admission::Count | Admission::NewWindow),
+                ..
+            } => admission,
+            _ => {
+                return Ok(Counting::Judged(
+                    judgement,
+                    Some(Box::new(customer.clone())),
+                ));
+            }
+        };
         {
-            let counter = match bucket {
-                Bucket::Token => &mut customer.token_counter,
-                Bucket::Api => &mut customer.api_counter,
-            };
-            if admission == Admission::Reject {
-                return Ok((judgement, Some(customer.clone())));
+            let mut seen = self
+                .jtis
+                .lock()
+                .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
+            let key = |u: &SingleUse<'_>| (code.clone(), u.kind, u.jti.to_owned());
+            if let Some(used) = uses
+                .iter()
+                .find(|u| seen.get(&key(u)).is_some_and(|until| *until >= now))
+            {
+                return Ok(Counting::Replayed(used.kind));
             }
-            if let Some((jti, until)) = jti {
-                let mut seen = self
-                    .jtis
-                    .lock()
-                    .map_err(|_| StoreError::Unavailable("poisoned lock".into()))?;
-                let key = (code.clone(), jti.to_owned());
-                if seen.get(&key).is_some_and(|t| *t >= now) {
-                    return Ok((Judgement::Denied, Some(customer.clone())));
-                }
-                seen.insert(key, until);
-            }
-            match admission {
-                Admission::Count => counter.count += 1,
-                Admission::NewWindow => *counter = Counter { window, count: 1 },
-                Admission::Reject => return Ok((judgement, Some(customer.clone()))),
-            }
-            if effect == Effect::RevokeTokens {
-                customer.token_epoch += 1;
+            for used in uses {
+                seen.insert(key(used), used.until);
             }
         }
-        Ok((judgement, Some(customer.clone())))
+        let counter = match bucket {
+            Bucket::Token => &mut customer.token_counter,
+            Bucket::Api => &mut customer.api_counter,
+        };
+        match (admission, &judgement) {
+            (Admission::NewWindow, Judgement::Rate { window, .. }) => {
+                let window = *window;
+                *counter = Counter { window, count: 1 };
+            }
+            _ => counter.count += 1,
+        }
+        if effect == Effect::RevokeTokens {
+            customer.token_epoch += 1;
+        }
+        Ok(Counting::Judged(
+            judgement,
+            Some(Box::new(customer.clone())),
+        ))
     }
 }
 
@@ -136,9 +150,8 @@ impl CustomerStore for MemoryStore {
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) =
-            self.count(code, Bucket::Token, key, effect, None, now, default_limit)?;
-        Ok(token_outcome(judgement, item, now))
+        self.authorize_once(code, key, &[], effect, now, default_limit)
+            .await
     }
 
     async fn registered_jwks(
@@ -156,28 +169,17 @@ impl CustomerStore for MemoryStore {
         Ok(registered(jwks.get(code).into_iter().flatten()))
     }
 
-    async fn authorize_assertion(
+    async fn authorize_once(
         &self,
         code: &CustomerCode,
-        assertion: Assertion<'_>,
+        key: Credential<'_>,
+        uses: &[SingleUse<'_>],
         effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let credential = Credential::Jwk {
-            key_id: assertion.key_id,
-        };
-        let jti = Some((assertion.jti, assertion.replay_until));
-        let (judgement, item) = self.count(
-            code,
-            Bucket::Token,
-            credential,
-            effect,
-            jti,
-            now,
-            default_limit,
-        )?;
-        Ok(token_outcome(judgement, item, now))
+        let counting = self.count(code, Bucket::Token, key, effect, uses, now, default_limit)?;
+        Ok(counting.token_outcome(now))
     }
 
     async fn lookup(
@@ -187,15 +189,35 @@ impl CustomerStore for MemoryStore {
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
-        let (judgement, item) = self.count(
+        let counting = self.count(
             code,
             Bucket::Api,
             key,
             Effect::Count,
-            None,
+            &[],
             now,
             default_limit,
         )?;
-        Ok(lookup_outcome(judgement, item, now))
+        Ok(counting.lookup_outcome(now))
+    }
+
+    async fn lookup_once(
+        &self,
+        code: &CustomerCode,
+        key: Credential<'_>,
+        proof: SingleUse<'_>,
+        now: u64,
+        default_limit: u64,
+    ) -> Result<Lookup, StoreError> {
+        let counting = self.count(
+            code,
+            Bucket::Api,
+            key,
+            Effect::Count,
+            &[proof],
+            now,
+            default_limit,
+        )?;
+        Ok(counting.lookup_outcome(now))
     }
 }

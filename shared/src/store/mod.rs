@@ -4,8 +4,8 @@
 //! counts the request in its rate-limit window and returns the record: the single
 //! round trip. [`judge`] is the decision both stores share.
 
-mod assertions;
-pub use assertions::{JWKS, MARKER_EXPIRES, jwks_key};
+mod single_use;
+pub use single_use::{JWKS, MARKER_EXPIRES, jwks_key};
 pub mod dynamo;
 pub mod item;
 #[cfg(feature = "test-util")]
@@ -44,6 +44,8 @@ pub enum TokenAuth {
     InvalidClient,
     /// Valid credentials, token bucket exhausted (nothing written).
     Limited(RateInfo),
+    /// A single-use id of the request was used before: nothing counted or written.
+    Replayed(UseKind),
 }
 
 /// Result of counting an API request and reading the record.
@@ -60,6 +62,8 @@ pub enum Lookup {
     Denied,
     /// API bucket exhausted (nothing written).
     Limited(RateInfo),
+    /// The request's DPoP proof was used before: nothing counted or written.
+    Replayed,
 }
 
 /// What an authenticated client request does to the item besides being counted.
@@ -71,15 +75,22 @@ pub enum Effect {
     RevokeTokens,
 }
 
-/// A verified client assertion, as the counting write sees it.
+/// What a single-use id is: each kind has its own markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UseKind {
+    /// The `jti` of a `private_key_jwt` client assertion.
+    Assertion,
+    /// The `jti` of a DPoP proof.
+    DpopProof,
+}
+
+/// An id a request may use once (per customer and kind), burned in the counting write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Assertion<'a> {
-    /// The registered JWK that verified it.
-    pub key_id: &'a str,
-    /// Accepted once: refused while the assertion could still be valid.
+pub struct SingleUse<'a> {
+    pub kind: UseKind,
     pub jti: &'a str,
-    /// Unix seconds until which the `jti` is remembered (`exp` plus leeway).
-    pub replay_until: u64,
+    /// Unix seconds until which the id is remembered (the end of its acceptance window).
+    pub until: u64,
 }
 
 /// A customer's registered public keys (id, key).
@@ -125,13 +136,14 @@ pub trait CustomerStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<RegisteredKeys, StoreError>> + Send;
 
-    /// Checks that the assertion's key is still registered and unexpired and the customer
-    /// active, burns its `jti` (a replay is `InvalidClient` and counts nothing), counts the
-    /// request in the token bucket and applies `effect`: one round trip in the steady state.
-    fn authorize_assertion(
+    /// [`CustomerStore::authorize_token`] that also burns `uses` (an assertion's `jti`, a
+    /// DPoP proof's `jti`): one that was used before makes it `Replayed`, counting nothing.
+    /// One round trip in the steady state.
+    fn authorize_once(
         &self,
         code: &CustomerCode,
-        assertion: Assertion<'_>,
+        key: Credential<'_>,
+        uses: &[SingleUse<'_>],
         effect: Effect,
         now: u64,
         default_limit: u64,
@@ -143,6 +155,17 @@ pub trait CustomerStore: Send + Sync {
         &self,
         code: &CustomerCode,
         key: Credential<'_>,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
+    /// [`CustomerStore::lookup`] that also burns the DPoP proof's `jti` (`Replayed` if it was
+    /// used before, counting nothing). One round trip in the steady state.
+    fn lookup_once(
+        &self,
+        code: &CustomerCode,
+        key: Credential<'_>,
+        proof: SingleUse<'_>,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
@@ -217,6 +240,35 @@ fn rate_of(
     ))
 }
 
+/// How a request with single-use ids ended in a store.
+#[derive(Debug, Clone)]
+pub(crate) enum Counting {
+    /// Judged (and counted if admitted); `customer` is the item after the write.
+    Judged(Judgement, Option<Box<Customer>>),
+    /// One of its ids was used before: nothing written.
+    Replayed(UseKind),
+}
+
+impl Counting {
+    pub(crate) fn token_outcome(self, now: u64) -> TokenAuth {
+        match self {
+            Self::Judged(judgement, customer) => {
+                token_outcome(judgement, customer.map(|c| *c), now)
+            }
+            Self::Replayed(kind) => TokenAuth::Replayed(kind),
+        }
+    }
+
+    pub(crate) fn lookup_outcome(self, now: u64) -> Lookup {
+        match self {
+            Self::Judged(judgement, customer) => {
+                lookup_outcome(judgement, customer.map(|c| *c), now)
+            }
+            Self::Replayed(_) => Lookup::Replayed,
+        }
+    }
+}
+
 /// The token outcome of a judged request (`customer` is the item after the write).
 pub(crate) fn token_outcome(
     judgement: Judgement,
@@ -285,15 +337,28 @@ impl<T: CustomerStore> CustomerStore for std::sync::Arc<T> {
         self.as_ref().registered_jwks(code, kid, reread, now)
     }
 
-    fn authorize_assertion(
+    fn authorize_once(
         &self,
         code: &CustomerCode,
-        assertion: Assertion<'_>,
+        key: Credential<'_>,
+        uses: &[SingleUse<'_>],
         effect: Effect,
         now: u64,
         default_limit: u64,
     ) -> impl Future<Output = Result<TokenAuth, StoreError>> + Send {
         self.as_ref()
-            .authorize_assertion(code, assertion, effect, now, default_limit)
+            .authorize_once(code, key, uses, effect, now, default_limit)
+    }
+
+    fn lookup_once(
+        &self,
+        code: &CustomerCode,
+        key: Credential<'_>,
+        proof: SingleUse<'_>,
+        now: u64,
+        default_limit: u64,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send {
+        self.as_ref()
+            .lookup_once(code, key, proof, now, default_limit)
     }
 }

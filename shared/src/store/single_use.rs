@@ -1,23 +1,28 @@
-//! `private_key_jwt` on DynamoDB: registered JWKs and single-use `jti`s in one round trip.
+//! Single-use ids on DynamoDB (client assertion `jti`s, DPoP proof `jti`s) burned in the
+//! same round trip as the count, and the registered JWKs of `private_key_jwt`.
+//!
+//! A `jti` is burned by a marker item (`<code>#jti#<sha256>` for assertions,
+//! `<code>#dpop#<sha256>` for DPoP proofs, with a TTL) written in the same
+//! `TransactWriteItems` as the count. A transaction returns no values, so the count is an
+//! optimistic write against the last image of the customer item this instance saw:
+//! conditioned on that image's window, count, revocation epoch and `admin_version`, its
+//! success means the new image is known exactly (rate-limit headers, the record, scopes,
+//! epoch); a stale image fails with the current one (`ALL_OLD`), which becomes the next
+//! attempt's expectation. Without an image, or when the image refuses the request (it may be
+//! stale), the markers are put first and the plain counting `UpdateItem` follows; its image
+//! is remembered. Steady state: 1 call; an instance's first request for a customer: 2.
 //!
 //! Registered JWKs live in an item of their own (`<code>#jwks`, so the customer item stays
 //! under 1 KB) and are cached per instance; the counting write re-checks that the key is
-//! still registered, so a stale cache can only refuse. A `jti` is burned by a marker item
-//! (`<code>#jti#<sha256(jti)>`, with a TTL) written in the same `TransactWriteItems` as the
-//! count. A transaction returns no values, so the count is an optimistic write against the
-//! last image of the customer item this instance saw: conditioned on that image's window,
-//! count, revocation epoch and `admin_version`, its success means the new image is known
-//! exactly (rate-limit headers, scopes, epoch); a stale image fails with the current one
-//! (`ALL_OLD`), which becomes the next attempt's expectation. Steady state: 1 call; an
-//! instance's first assertion for a customer adds one `BatchGetItem` (image + JWKs).
+//! still registered, so a stale cache can only refuse.
 
-use super::dynamo::{Counted, DynamoStore};
+use super::dynamo::{Condition, Counted, DynamoStore};
 use super::item::{self, Item, bucket_attr, from_item};
-use super::{Assertion, Effect, Judgement, RegisteredKeys, StoreError, TokenAuth, judge};
-use super::{registered, token_outcome};
+use super::{Counting, Effect, Judgement, RegisteredKeys, SingleUse, StoreError, UseKind};
+use super::{judge, registered};
 use crate::api_key::{hex, sha256};
-use crate::model::{Credential, CustomerCode, CustomerStatus};
-use crate::rate_limit::{Admission, Bucket, window_start};
+use crate::model::CustomerCode;
+use crate::rate_limit::{Admission, window_start};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -28,9 +33,11 @@ use std::collections::HashMap;
 
 /// Registered JWKs are re-read at least this often per instance.
 const JWKS_CACHE_SECONDS: u64 = 300;
-/// Optimistic attempts before the two-call path (marker, then the plain counting write),
+/// Optimistic attempts before the two-call path (markers, then the plain counting write),
 /// which concurrent use of one customer by several instances makes the better bet.
 const OPTIMISTIC_ROUNDS: usize = 2;
+/// Customers whose image and JWKs an instance keeps; past that the cache starts over.
+const MAX_CACHED_CUSTOMERS: usize = 512;
 /// Attribute of the JWKs item: key id → stored JWK JSON.
 pub const JWKS: &str = "jwks";
 /// Attribute of a marker item: when it may be deleted (the table's TTL attribute).
@@ -47,9 +54,21 @@ impl Cache {
     /// Remembers the last image of `code`'s item, or forgets it (`None`: gone or unknown).
     fn set_image(&mut self, code: &CustomerCode, image: Option<Item>) {
         match image {
-            Some(image) => self.images.insert(code.as_str().to_owned(), image),
+            Some(image) => {
+                if self.images.len() >= MAX_CACHED_CUSTOMERS {
+                    self.images.clear();
+                }
+                self.images.insert(code.as_str().to_owned(), image)
+            }
             None => self.images.remove(code.as_str()),
         };
+    }
+
+    fn set_jwks(&mut self, code: &CustomerCode, keys: RegisteredKeys, now: u64) {
+        if self.jwks.len() >= MAX_CACHED_CUSTOMERS {
+            self.jwks.clear();
+        }
+        self.jwks.insert(code.as_str().to_owned(), (keys, now));
     }
 }
 
@@ -58,8 +77,13 @@ pub fn jwks_key(code: &CustomerCode) -> String {
     format!("{}#jwks", code.as_str())
 }
 
-fn marker_key(code: &CustomerCode, jti: &str) -> String {
-    format!("{}#jti#{}", code.as_str(), hex(&sha256(jti.as_bytes())))
+fn marker_key(code: &CustomerCode, used: SingleUse<'_>) -> String {
+    let kind = match used.kind {
+        UseKind::Assertion => "jti",
+        UseKind::DpopProof => "dpop",
+    };
+    let digest = hex(&sha256(used.jti.as_bytes()));
+    format!("{}#{kind}#{digest}", code.as_str())
 }
 
 fn unavailable<E: std::error::Error + 'static>(err: E) -> StoreError {
@@ -85,11 +109,11 @@ impl Marker {
     /// A marker whose time is over may be reused (TTL deletes lazily).
     const CONDITION: &'static str = "attribute_not_exists(#pk) OR #x < :now";
 
-    fn new(code: &CustomerCode, assertion: Assertion<'_>, now: u64) -> Self {
+    fn new(code: &CustomerCode, used: SingleUse<'_>, now: u64) -> Self {
         Self {
             item: HashMap::from([
-                (item::CODE.to_owned(), s(&marker_key(code, assertion.jti))),
-                (MARKER_EXPIRES.to_owned(), n(assertion.replay_until)),
+                (item::CODE.to_owned(), s(&marker_key(code, used))),
+                (MARKER_EXPIRES.to_owned(), n(used.until)),
             ]),
             names: HashMap::from([
                 ("#pk".to_owned(), item::CODE.to_owned()),
@@ -103,17 +127,17 @@ impl Marker {
 /// How a transaction ended.
 enum Outcome {
     Written(Item),
-    /// The `jti` was accepted before.
-    Replay,
+    /// An id was used before.
+    Replayed(UseKind),
     /// The image was stale (the current one, or `None` if the customer is gone).
     Stale(Option<Item>),
 }
 
 impl DynamoStore {
     fn cache(&self) -> Result<std::sync::MutexGuard<'_, Cache>, StoreError> {
-        self.assertions
+        self.cache
             .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned assertion cache".into()))
+            .map_err(|_| StoreError::Unavailable("poisoned instance cache".into()))
     }
 
     /// The customer's registered JWKs, from the cache while it is fresh, knows `kid` and a
@@ -182,34 +206,9 @@ impl DynamoStore {
             }
         }
         let mut cache = self.cache()?;
-        cache
-            .jwks
-            .insert(code.as_str().to_owned(), (keys.clone(), now));
+        cache.set_jwks(code, keys.clone(), now);
         cache.set_image(code, image);
         Ok(keys)
-    }
-
-    /// The last image of the customer item, read if this instance has none.
-    async fn image(&self, code: &CustomerCode, fresh: bool) -> Result<Option<Item>, StoreError> {
-        let cached = if fresh {
-            None
-        } else {
-            self.cache()?.images.get(code.as_str()).cloned()
-        };
-        if cached.is_some() {
-            return Ok(cached);
-        }
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(item::CODE, s(code.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        self.remember(code, output.item.clone())?;
-        Ok(output.item)
     }
 
     fn remember(&self, code: &CustomerCode, image: Option<Item>) -> Result<(), StoreError> {
@@ -217,170 +216,123 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Authenticates a verified assertion, burns its `jti` and counts, see the module docs.
-    pub(super) async fn assertion_round(
+    /// Counts `request` and burns `uses`, see the module docs.
+    pub(super) async fn count_once(
         &self,
-        code: &CustomerCode,
-        assertion: Assertion<'_>,
-        effect: Effect,
-        now: u64,
-        default_limit: u64,
-    ) -> Result<TokenAuth, StoreError> {
-        let credential = Credential::Jwk {
-            key_id: assertion.key_id,
-        };
-        let mut fresh = false;
+        request: Counted<'_>,
+        uses: &[SingleUse<'_>],
+    ) -> Result<Counting, StoreError> {
+        let Counted {
+            code,
+            bucket,
+            credential,
+            now,
+            default_limit,
+            ..
+        } = request;
         for _ in 0..OPTIMISTIC_ROUNDS {
-            let Some(image) = self.image(code, fresh).await? else {
-                return Ok(TokenAuth::InvalidClient);
+            let Some(image) = self.cache()?.images.get(code.as_str()).cloned() else {
+                break;
             };
             let customer = from_item(&image)?;
-            let judgement = judge(
-                Some(&customer),
-                Bucket::Token,
-                credential,
-                now,
-                default_limit,
-            );
-            let admission = match judgement {
+            let admission = match judge(Some(&customer), bucket, credential, now, default_limit) {
                 Judgement::Rate {
                     admission: admission @ (Admission::Count | Admission::NewWindow),
                     ..
                 } => admission,
-                // A cached image may be stale (a key just registered, a limit just raised):
-                // refusals are judged on a fresh one.
-                _ if !fresh => {
-                    fresh = true;
-                    continue;
-                }
-                _ => return Ok(token_outcome(judgement, Some(customer), now)),
+                // The image may be stale (a key just registered, a limit just raised): a
+                // refusal is judged on the current item.
+                _ => break,
             };
-            match self
-                .transact(
-                    code,
-                    &image,
-                    assertion,
-                    effect,
-                    admission,
-                    now,
-                    default_limit,
-                )
-                .await?
-            {
+            match self.transact(request, &image, uses, admission).await? {
                 Outcome::Written(new) => {
                     let customer = from_item(&new)?;
                     self.remember(code, Some(new))?;
                     let judgement = Judgement::Rate {
                         admission,
-                        limit: customer.limit(Bucket::Token, default_limit),
-                        window: customer.counter(Bucket::Token).window,
+                        limit: customer.limit(bucket, default_limit),
+                        window: customer.counter(bucket).window,
                     };
-                    return Ok(token_outcome(judgement, Some(customer), now));
+                    return Ok(Counting::Judged(judgement, Some(Box::new(customer))));
                 }
-                Outcome::Replay => return Ok(TokenAuth::InvalidClient),
+                Outcome::Replayed(kind) => return Ok(Counting::Replayed(kind)),
                 Outcome::Stale(current) => {
                     let gone = current.is_none();
                     self.remember(code, current)?;
                     if gone {
-                        return Ok(TokenAuth::InvalidClient);
+                        return Ok(Counting::Judged(Judgement::Missing, None));
                     }
-                    fresh = false;
                 }
             }
         }
-        self.burn_then_count(code, assertion, effect, now, default_limit)
-            .await
+        self.burn_then_count(request, uses).await
     }
 
-    /// Under contention: the `jti` marker first (a replay stops there, counting nothing),
-    /// then the same conditional counting write as an API key. A request refused after the
-    /// marker (429, a key revoked meanwhile) has used its assertion; clients make a new one
-    /// per request anyway.
+    /// Without a usable image: the markers first (a replay stops there, counting nothing),
+    /// then the plain conditional counting write, whose image is remembered. A request
+    /// refused after the markers (429, a key revoked meanwhile) has used its ids; clients
+    /// make new ones per request anyway.
     async fn burn_then_count(
         &self,
-        code: &CustomerCode,
-        assertion: Assertion<'_>,
-        effect: Effect,
-        now: u64,
-        default_limit: u64,
-    ) -> Result<TokenAuth, StoreError> {
-        let marker = Marker::new(code, assertion, now);
-        let burned = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(marker.item))
-            .condition_expression(Marker::CONDITION)
-            .set_expression_attribute_names(Some(marker.names))
-            .set_expression_attribute_values(Some(marker.values))
-            .send()
-            .await;
-        match burned {
-            Ok(_) => {}
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(TokenAuth::InvalidClient);
+        request: Counted<'_>,
+        uses: &[SingleUse<'_>],
+    ) -> Result<Counting, StoreError> {
+        for used in uses {
+            let marker = Marker::new(request.code, *used, request.now);
+            let burned = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(marker.item))
+                .condition_expression(Marker::CONDITION)
+                .set_expression_attribute_names(Some(marker.names))
+                .set_expression_attribute_values(Some(marker.values))
+                .send()
+                .await;
+            match burned {
+                Ok(_) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    return Ok(Counting::Replayed(used.kind));
+                }
+                Err(err) => return Err(unavailable(err)),
             }
-            Err(err) => return Err(unavailable(err)),
         }
-        let (judgement, customer) = self
-            .count(Counted {
-                code,
-                bucket: Bucket::Token,
-                credential: Credential::Jwk {
-                    key_id: assertion.key_id,
-                },
-                effect,
-                now,
-                default_limit,
-            })
-            .await?;
-        // An image this module did not compute: the next assertion reads a fresh one.
-        self.remember(code, None)?;
-        Ok(token_outcome(judgement, customer, now))
+        let (judgement, customer, image) = self.count_seen(request).await?;
+        self.remember(request.code, image)?;
+        Ok(Counting::Judged(judgement, customer.map(Box::new)))
     }
 
-    /// One `TransactWriteItems`: the count against `image`, and the `jti` marker.
-    #[allow(clippy::too_many_arguments)]
+    /// One `TransactWriteItems`: the count against `image`, and a marker per id.
     async fn transact(
         &self,
-        code: &CustomerCode,
+        request: Counted<'_>,
         image: &Item,
-        assertion: Assertion<'_>,
-        effect: Effect,
+        uses: &[SingleUse<'_>],
         admission: Admission,
-        now: u64,
-        default_limit: u64,
     ) -> Result<Outcome, StoreError> {
+        let Counted {
+            code,
+            bucket,
+            credential,
+            effect,
+            now,
+            default_limit,
+        } = request;
         let customer = from_item(image)?;
-        let counter = customer.counter(Bucket::Token);
-        let mut names = HashMap::from([
-            ("#pk".to_owned(), item::CODE.to_owned()),
-            ("#s".to_owned(), item::STATUS.to_owned()),
-            ("#k".to_owned(), item::KEYS.to_owned()),
-            ("#kid".to_owned(), assertion.key_id.to_owned()),
-            ("#hs".to_owned(), item::KEY_HASH.to_owned()),
-            ("#e".to_owned(), item::KEY_EXPIRES.to_owned()),
-            ("#w".to_owned(), bucket_attr(Bucket::Token, "window")),
-            ("#c".to_owned(), bucket_attr(Bucket::Token, "count")),
-            ("#ep".to_owned(), item::TOKEN_EPOCH.to_owned()),
-            ("#av".to_owned(), item::ADMIN_VERSION.to_owned()),
-        ]);
-        let mut values = HashMap::from([
-            (":active".to_owned(), s(CustomerStatus::Active.as_str())),
-            (":now".to_owned(), n(now)),
-            (":one".to_owned(), n(1)),
-        ]);
-        let mut condition = String::from(
-            "attribute_exists(#pk) AND #s = :active AND attribute_exists(#k.#kid) \
-             AND attribute_not_exists(#k.#kid.#hs) \
-             AND (attribute_not_exists(#k.#kid.#e) OR #k.#kid.#e > :now)",
-        );
-        // The image's epoch and admin version: unchanged means its scopes, limits and epoch
-        // are still the item's.
+        let counter = customer.counter(bucket);
+        let Condition {
+            mut names,
+            mut values,
+            mut condition,
+        } = Condition::credential(credential, bucket, now);
+        names.insert("#ep".to_owned(), item::TOKEN_EPOCH.to_owned());
+        names.insert("#av".to_owned(), item::ADMIN_VERSION.to_owned());
+        // The image's epoch and admin version: unchanged means its record, scopes, limits
+        // and epoch are still the item's.
         let mut expect = |name: &str, placeholder: &str, raw: Option<&AttributeValue>| match raw {
             Some(value) => {
                 values.insert(placeholder.to_owned(), value.clone());
@@ -397,10 +349,10 @@ impl DynamoStore {
             values.insert(":win".into(), n(win));
             condition.push_str(" AND (attribute_not_exists(#w) OR #w < :win)");
             sets.push("#w = :win, #c = :one");
-            new.insert(bucket_attr(Bucket::Token, "window"), n(win));
-            new.insert(bucket_attr(Bucket::Token, "count"), n(1));
+            new.insert(bucket_attr(bucket, "window"), n(win));
+            new.insert(bucket_attr(bucket, "count"), n(1));
         } else {
-            names.insert("#l".into(), bucket_attr(Bucket::Token, "limit"));
+            names.insert("#l".into(), bucket_attr(bucket, "limit"));
             values.insert(":w".into(), n(counter.window));
             values.insert(":n".into(), n(counter.count));
             values.insert(":def".into(), n(default_limit));
@@ -409,46 +361,39 @@ impl DynamoStore {
                  AND ((attribute_not_exists(#l) AND #c < :def) OR #c < #l)",
             );
             adds.push("#c :one");
-            new.insert(bucket_attr(Bucket::Token, "count"), n(counter.count + 1));
+            new.insert(bucket_attr(bucket, "count"), n(counter.count + 1));
         }
         if effect == Effect::RevokeTokens {
             adds.push("#ep :one");
             new.insert(item::TOKEN_EPOCH.into(), n(customer.token_epoch + 1));
         }
-        let mut update = String::new();
-        if !sets.is_empty() {
-            update = format!("SET {}", sets.join(", "));
-        }
-        if !adds.is_empty() {
-            update = format!("{update} ADD {}", adds.join(", "));
-        }
         let count = Update::builder()
             .table_name(&self.table)
             .key(item::CODE, s(code.as_str()))
-            .update_expression(update.trim_start())
+            .update_expression(super::dynamo::update_expression(&sets, &adds))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(unavailable)?;
-        let marker = Marker::new(code, assertion, now);
-        let marker = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(marker.item))
-            .condition_expression(Marker::CONDITION)
-            .set_expression_attribute_names(Some(marker.names))
-            .set_expression_attribute_values(Some(marker.values))
-            .build()
-            .map_err(unavailable)?;
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .transact_items(TransactWriteItem::builder().put(marker).build())
-            .send()
-            .await;
-        match result {
+            .transact_items(TransactWriteItem::builder().update(count).build());
+        for used in uses {
+            let marker = Marker::new(code, *used, now);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker.item))
+                .condition_expression(Marker::CONDITION)
+                .set_expression_attribute_names(Some(marker.names))
+                .set_expression_attribute_values(Some(marker.values))
+                .build()
+                .map_err(unavailable)?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match transaction.send().await {
             Ok(_) => Ok(Outcome::Written(new)),
             Err(SdkError::ServiceError(err)) => match err.into_err() {
                 TransactWriteItemsError::TransactionCanceledException(cancelled) => {
@@ -459,8 +404,8 @@ impl DynamoStore {
                             .and_then(|r| r.code())
                             .is_some_and(|c| c == "ConditionalCheckFailed")
                     };
-                    if failed(1) {
-                        Ok(Outcome::Replay)
+                    if let Some(i) = (0..uses.len()).find(|i| failed(i + 1)) {
+                        Ok(Outcome::Replayed(uses[i].kind))
                     } else if failed(0) {
                         Ok(Outcome::Stale(
                             reasons.first().and_then(|r| r.item().cloned()),
