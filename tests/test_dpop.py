@@ -260,6 +260,15 @@ def test_a_bad_proof_at_the_token_endpoint_is_the_counted_invalid_dpop_proof(sta
     h.assert_rate_limit_fields(h.token(stack, customer.code, customer.api_key), "token", L_TOKEN, L_TOKEN - 2)
 
 
+def skip_if_the_second_line_never_arrives(resp):
+    """`resp` answered a request whose first `DPoP` line was a good proof and whose second was
+    garbage: a success means the function never saw the second line. `cargo lambda watch`
+    forwards only the first of repeated header lines, which API Gateway does not do (its
+    multiValueHeaders carry both); the handler tests (shared/tests/dpop.rs) cover two headers."""
+    if resp.status_code == 200:
+        pytest.skip("the local emulator forwards only the first of repeated header lines")
+
+
 def test_two_dpop_headers_at_the_token_endpoint_are_invalid_dpop_proof(stack, customer):
     key = ProofKey()
     body = f"grant_type=client_credentials&client_id={customer.code}&client_secret={quote_plus(customer.api_key)}"
@@ -268,12 +277,15 @@ def test_two_dpop_headers_at_the_token_endpoint_are_invalid_dpop_proof(stack, cu
     h.ensure_window_room(5)
     one = h.raw_request(stack, "POST", TOKEN, [form, ("DPoP", token_proof(stack, key))], body)
     assert_bound_token_issued(one, key)  # control: the raw request itself is a good one
+    probe = h.raw_request(stack, "POST", TOKEN, [form, ("DPoP", token_proof(stack, key)), ("DPoP", "garbage")], body)
+    skip_if_the_second_line_never_arrives(probe)
+    h.assert_invalid_dpop_proof_400(probe, remaining=L_TOKEN - 2)
     two = h.raw_request(stack, "POST", TOKEN, [form, ("DPoP", token_proof(stack, key)),
                                                ("DPoP", token_proof(stack, key))], body)
-    h.assert_invalid_dpop_proof_400(two, remaining=L_TOKEN - 2)
+    h.assert_invalid_dpop_proof_400(two, remaining=L_TOKEN - 3)
     same = token_proof(stack, key)
     twice = h.raw_request(stack, "POST", TOKEN, [form, ("DPoP", same), ("DPoP", same)], body)
-    h.assert_invalid_dpop_proof_400(twice, remaining=L_TOKEN - 3)
+    h.assert_invalid_dpop_proof_400(twice, remaining=L_TOKEN - 4)
 
 
 def test_a_replayed_proof_at_the_token_endpoint_is_refused_and_counted(stack, customer):
@@ -388,6 +400,10 @@ def test_two_dpop_headers_at_the_resource_are_invalid_dpop_proof(stack, customer
     h.ensure_window_room(5)
     one = h.raw_request(stack, "GET", "/customer", [authorization, ("DPoP", key.proof("GET", url, tok))])
     assert one.status_code == 200, h.describe(one)  # control: the raw request itself is a good one
+    probe = h.raw_request(stack, "GET", "/customer", [authorization, ("DPoP", key.proof("GET", url, tok)),
+                                                      ("DPoP", "garbage")])
+    skip_if_the_second_line_never_arrives(probe)
+    h.assert_dpop_401(probe, h.DPOP_INVALID_PROOF)
     for proofs in ([key.proof("GET", url, tok) for _ in range(2)], [key.proof("GET", url, tok)] * 2):
         resp = h.raw_request(stack, "GET", "/customer", [authorization, *(("DPoP", p) for p in proofs)])
         h.assert_dpop_401(resp, h.DPOP_INVALID_PROOF)
@@ -556,7 +572,8 @@ def test_the_protected_resource_metadata(stack):
         "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
         "dpop_bound_access_tokens_required": False,
     }
-    assert resp.content == h.compact(expected), h.describe(resp)
+    # Members in lexicographic order, as in every JSON document of the API (serde_json's map).
+    assert resp.content == json.dumps(expected, separators=(",", ":"), sort_keys=True).encode(), h.describe(resp)
     assert resp.headers.get("Content-Type") == "application/json", h.describe(resp)
     assert resp.headers.get("Cache-Control") == "public, max-age=300", h.describe(resp)
     assert resp.headers.get("X-Content-Type-Options") == "nosniff", h.describe(resp)

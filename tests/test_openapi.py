@@ -120,7 +120,8 @@ def test_every_route_of_the_template_is_documented():
 
 def test_every_fixed_text_of_the_implementation_is_an_example():
     source = (ROOT / "shared" / "src" / "error.rs").read_text()
-    texts = dict(re.findall(r'pub const (\w+): &str\s*=\s*"((?:[^"\\]|\\.)*)";', source))
+    texts = {name: re.sub(r"\\(.)", r"\1", text)  # the Rust escapes (\") undone
+             for name, text in re.findall(r'pub const (\w+): &str\s*=\s*"((?:[^"\\]|\\.)*)";', source)}
     assert len(texts) >= 15, texts
     doc = load_document()
     sentences = set()
@@ -128,6 +129,10 @@ def test_every_fixed_text_of_the_implementation_is_an_example():
         for body in example_bodies(resolve(doc, response)):
             if "error" in body:  # error envelopes; the introspection examples are not
                 sentences.add(body.get("error_description", body["error"]))
+    # The fixed header values (the WWW-Authenticate challenges) are documented header values.
+    for header in doc["components"]["headers"].values():
+        schema = header["schema"]
+        sentences.update(schema.get("enum", [schema.get("const")]))
     missing = {name: text for name, text in texts.items() if text not in sentences}
     assert not missing, f"fixed texts of shared/src/error.rs without an example in infra/openapi.yaml: {missing}"
 
