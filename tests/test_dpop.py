@@ -143,6 +143,13 @@ def test_iat_inside_the_300_second_window_is_accepted(stack, customer, offset):
     assert_bound_token_issued(h.dpop_token(stack, customer.code, customer.api_key, proof=proof), key, remaining=None)
 
 
+def test_typ_is_compared_case_insensitively(stack, customer):
+    # A media type (RFC 7515 §4.1.9): `DPoP+JWT` is `dpop+jwt`.
+    key = ProofKey("P-256")
+    proof = token_proof(stack, key, header={"typ": "DPoP+JWT"})
+    assert_bound_token_issued(h.dpop_token(stack, customer.code, customer.api_key, proof=proof), key, remaining=None)
+
+
 def test_ath_is_ignored_at_the_token_endpoint(stack, customer):
     key = ProofKey()
     proof = token_proof(stack, key, claims={"ath": h.access_token_hash("no token here")})
