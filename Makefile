@@ -118,7 +118,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := .tools/bin/cargo-fuzz
 CARGO_FUZZ_STAMP := .tools/.installed-cargo-fuzz-$(CARGO_FUZZ_VERSION)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := token_request bearer_token jwt_verify
+FUZZ_TARGETS := token_request bearer_token jwt_verify dpop_proof
 
 $(CARGO_FUZZ_STAMP):
 	cargo install --locked --root .tools cargo-fuzz --version $(CARGO_FUZZ_VERSION)

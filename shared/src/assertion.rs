@@ -105,37 +105,25 @@ pub fn verify(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use aws_lc_rs::signature::{self, KeyPair};
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use crate::test_util::{ProofKey, with_member as with};
 
     const NOW: u64 = 1_800_000_000;
     const AUD: &str = "https://api.test/auth/token";
 
     struct Signer {
-        pair: signature::Ed25519KeyPair,
+        pair: ProofKey,
         key: PublicJwk,
     }
 
     fn signer() -> Signer {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        let key =
-            PublicJwk::parse(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#)).unwrap();
+        let pair = ProofKey::ed25519();
+        let key = PublicJwk::parse(&pair.jwk).unwrap();
         Signer { pair, key }
     }
 
     impl Signer {
         fn sign(&self, header: Value, claims: Value) -> Jws {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let sig = URL_SAFE_NO_PAD.encode(self.pair.sign(input.as_bytes()).as_ref());
-            Jws::parse(&format!("{input}.{sig}")).unwrap()
+            Jws::parse(&self.pair.sign(&header, &claims)).unwrap()
         }
 
         fn keys(&self) -> Vec<(String, PublicJwk)> {
@@ -146,15 +134,6 @@ mod tests {
     fn claims() -> Value {
         serde_json::json!({"iss": "ACME-1", "sub": "ACME-1", "aud": AUD, "iat": NOW,
                            "exp": NOW + 60, "jti": "j-1"})
-    }
-
-    fn with(mut value: Value, name: &str, member: Value) -> Value {
-        if member.is_null() {
-            value.as_object_mut().unwrap().remove(name);
-        } else {
-            value[name] = member;
-        }
-        value
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub fn verify(compact: &str, expected: &Expected<'_>) -> Result<Proof, &'static 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::test_util::ProofKey;
+    use crate::test_util::{ProofKey, with_member as with};
 
     const NOW: u64 = 1_800_000_000;
     const URL: &str = "https://api.test/customer";
@@ -179,15 +179,6 @@ mod tests {
     fn claims() -> Value {
         serde_json::json!({"jti": "p-1", "htm": "GET", "htu": URL, "iat": NOW,
                            "ath": access_token_hash("tok")})
-    }
-
-    fn with(mut value: Value, name: &str, member: Value) -> Value {
-        if member.is_null() {
-            value.as_object_mut().unwrap().remove(name);
-        } else {
-            value[name] = member;
-        }
-        value
     }
 
     #[test]

@@ -398,3 +398,16 @@ pub fn fresh_jti() -> String {
     crate::api_key::random_bytes(&mut raw).unwrap_or_else(|_| panic!("random source failed"));
     URL_SAFE_NO_PAD.encode(raw)
 }
+
+/// `value` with member `name` set to `member`, or removed when `member` is null: one claim
+/// or header member changed for an attack corpus.
+pub fn with_member(mut value: Value, name: &str, member: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        if member.is_null() {
+            object.remove(name);
+        } else {
+            object.insert(name.to_owned(), member);
+        }
+    }
+    value
+}

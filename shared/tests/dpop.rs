@@ -15,7 +15,7 @@ use shared::dpop::access_token_hash;
 use shared::error::text;
 use shared::keys::{KeyDocument, MemoryKeySource};
 use shared::store::dynamo::DynamoStore;
-use shared::test_util::{self, DynamoFixtures, ProofKey, fresh_jti};
+use shared::test_util::{self, DynamoFixtures, ProofKey, fresh_jti, with_member};
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 
@@ -123,19 +123,10 @@ async fn bad_proofs_at_the_token_endpoint_are_400_invalid_dpop_proof_and_counted
     let other = ProofKey::ed25519();
     let good = key.header("EdDSA");
     let claims = |name: &str, value: Value| {
-        let mut c = json!({"jti": fresh_jti(), "htm": "POST", "htu": TOKEN_URL, "iat": NOW});
-        if value.is_null() {
-            c.as_object_mut().unwrap().remove(name);
-        } else {
-            c[name] = value;
-        }
-        c
+        let c = json!({"jti": fresh_jti(), "htm": "POST", "htu": TOKEN_URL, "iat": NOW});
+        with_member(c, name, value)
     };
-    let with_header = |name: &str, value: Value| {
-        let mut h = good.clone();
-        h[name] = value;
-        h
-    };
+    let with_header = |name: &str, value: Value| with_member(good.clone(), name, value);
     let used = key.proof_for("POST", TOKEN_URL, None, NOW);
     assert_eq!(
         call(&f.token, token_request(&f, &[&used]), NOW)
@@ -273,20 +264,11 @@ async fn bound_tokens_need_a_matching_proof_at_the_resource() {
     let other = ProofKey::es256();
     let good = key.header("ES256");
     let claims = |name: &str, value: Value| {
-        let mut c = json!({"jti": fresh_jti(), "htm": "GET", "htu": CUSTOMER_URL, "iat": NOW,
-                           "ath": access_token_hash(&token)});
-        if value.is_null() {
-            c.as_object_mut().unwrap().remove(name);
-        } else {
-            c[name] = value;
-        }
-        c
+        let c = json!({"jti": fresh_jti(), "htm": "GET", "htu": CUSTOMER_URL, "iat": NOW,
+                       "ath": access_token_hash(&token)});
+        with_member(c, name, value)
     };
-    let with_header = |name: &str, value: Value| {
-        let mut h = good.clone();
-        h[name] = value;
-        h
-    };
+    let with_header = |name: &str, value: Value| with_member(good.clone(), name, value);
     let used = key.proof_for("GET", CUSTOMER_URL, Some(&token), NOW);
     let replayable = call(
         &f.customer,

@@ -6,9 +6,6 @@
 
 mod common;
 
-use aws_lc_rs::signature::{self, KeyPair};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use lambda_http::{Body, Response};
 use serde_json::{Value, json};
@@ -18,92 +15,27 @@ use shared::jwk::PublicJwk;
 use shared::keys::{KeyDocument, MemoryKeySource};
 use shared::model::StoredKey;
 use shared::store::dynamo::DynamoStore;
-use shared::test_util::{self, DynamoFixtures};
+use shared::test_util::{self, DynamoFixtures, ProofKey, fresh_jti, with_member};
 use shared::token_api::TokenApi;
 use std::sync::Arc;
 
 const AUD: &str = "https://api.test/auth/token";
 
-enum Pair {
-    Ed25519(signature::Ed25519KeyPair),
-    P256(signature::EcdsaKeyPair),
-}
+/// A customer's key pair: the fixtures' signing key.
+type ClientKey = ProofKey;
 
-/// A customer's key pair.
-struct ClientKey {
-    pair: Pair,
-    jwk: String,
-}
-
-impl ClientKey {
-    fn ed25519() -> Self {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        Self {
-            jwk: format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#),
-            pair: Pair::Ed25519(pair),
-        }
-    }
-
-    fn p256() -> Self {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
-        let pair = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
-        let point = pair.public_key().as_ref();
-        let (x, y) = (
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..]),
-        );
-        Self {
-            jwk: format!(r#"{{"kty":"EC","crv":"P-256","x":"{x}","y":"{y}"}}"#),
-            pair: Pair::P256(pair),
-        }
-    }
-
-    fn key_id(&self) -> String {
-        PublicJwk::parse(&self.jwk).unwrap().key_id()
-    }
-
-    fn alg(&self) -> &'static str {
-        match self.pair {
-            Pair::Ed25519(_) => "EdDSA",
-            Pair::P256(_) => "ES256",
-        }
-    }
-
-    fn sign(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let sig = match &self.pair {
-            Pair::Ed25519(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
-            Pair::P256(pair) => pair
-                .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
-                .unwrap()
-                .as_ref()
-                .to_vec(),
-        };
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-    }
-
+trait Assertions {
     /// A good assertion for `CODE` at `now` with a fresh `jti`.
+    fn assertion(&self, now: u64) -> String;
+}
+
+impl Assertions for ProofKey {
     fn assertion(&self, now: u64) -> String {
         self.sign(
             &json!({"alg": self.alg(), "kid": self.key_id(), "typ": "JWT"}),
             &claims(now, &fresh_jti()),
         )
     }
-}
-
-fn fresh_jti() -> String {
-    let mut raw = [0u8; 16];
-    shared::api_key::random_bytes(&mut raw).unwrap();
-    URL_SAFE_NO_PAD.encode(raw)
 }
 
 fn claims(now: u64, jti: &str) -> Value {
@@ -146,7 +78,7 @@ async fn post_token(f: &Fixture, body: &str, now: u64) -> Response<Body> {
 #[tokio::test]
 async fn ed25519_and_es256_assertions_get_tokens_bound_to_the_jwk() {
     let f = Fixture::new();
-    for key in [ClientKey::ed25519(), ClientKey::p256()] {
+    for key in [ClientKey::ed25519(), ClientKey::es256()] {
         let id = register(&f, &key, None);
         let response = post_token(&f, &form(&key.assertion(NOW)), NOW).await;
         assert_eq!(response.status(), 200, "{}", text(&response));
@@ -183,15 +115,7 @@ async fn the_rfc_7523_attack_corpus_is_invalid_client_and_counts_nothing() {
     let id = register(&f, &key, None);
     let stranger = ClientKey::ed25519();
     let kid = json!({"alg": "EdDSA", "kid": id});
-    let with = |name: &str, value: Value| {
-        let mut c = claims(NOW, &fresh_jti());
-        if value.is_null() {
-            c.as_object_mut().unwrap().remove(name);
-        } else {
-            c[name] = value;
-        }
-        c
-    };
+    let with = |name: &str, value: Value| with_member(claims(NOW, &fresh_jti()), name, value);
     let mut cases = vec![
         (
             "alg none",
@@ -288,7 +212,7 @@ async fn revoked_or_expired_jwks_authenticate_nothing_and_their_tokens_stop() {
         text::INVALID_CLIENT,
     );
     assert_bearer_401(&call(&f.customer, get_with_token("/customer", &token), NOW).await);
-    let expiring = ClientKey::p256();
+    let expiring = ClientKey::es256();
     register(&f, &expiring, Some(NOW + 100));
     assert_eq!(
         post_token(&f, &form(&expiring.assertion(NOW)), NOW)

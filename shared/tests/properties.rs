@@ -1,5 +1,6 @@
 //! Properties over arbitrary input: every request gets one of the six statuses and a contract
-//! body, nothing panics, and malformed token bodies are always `invalid_request`.
+//! body, nothing panics, malformed token bodies are always `invalid_request`, and arbitrary
+//! `DPoP` headers are always invalid proofs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -98,6 +99,46 @@ proptest! {
         let response = runtime().block_on(call(&f.customer, builder.body(Body::Empty).unwrap(), NOW));
         assert_contract(&response, false);
         prop_assert_ne!(response.status().as_u16(), 200);
+    }
+
+    #[test]
+    fn arbitrary_dpop_headers_are_invalid_proofs_at_both_ends(
+        proof in prop::collection::vec(any::<u8>(), 0..400),
+        path in prop::sample::select(vec!["/customer", "/customers/ACME-1", "/customers/x"]),
+    ) {
+        let Ok(value) = http::HeaderValue::from_bytes(&proof) else {
+            return Ok(());
+        };
+        let f = Fixture::new();
+        let rt = runtime();
+        // Token endpoint: client authenticated, so 400 invalid_dpop_proof, counted.
+        let mut request = post_form(&f.form());
+        request.headers_mut().insert("dpop", value.clone());
+        let response = rt.block_on(call(&f.token, request, NOW));
+        assert_oauth(&response, 400, "invalid_dpop_proof", "The DPoP proof is invalid.");
+        // Resource, with a bound token: the DPoP proof 401.
+        let key = shared::test_util::ProofKey::es256();
+        let good = key.proof_for("POST", "https://api.test/auth/token", None, NOW);
+        let mut request = post_form(&f.form());
+        request.headers_mut().insert("dpop", http::HeaderValue::from_str(&good).unwrap());
+        let issued = rt.block_on(call(&f.token, request, NOW));
+        let token = json(&issued)["access_token"].as_str().unwrap().to_owned();
+        let authorization = format!("DPoP {token}");
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", authorization)
+            .header("dpop", value)
+            .body(Body::Empty)
+            .unwrap();
+        let response = rt.block_on(call(&f.customer, request, NOW));
+        assert_contract(&response, false);
+        prop_assert_eq!(response.status().as_u16(), 401);
+        let challenge = header(&response, "www-authenticate");
+        prop_assert_eq!(
+            challenge.as_deref(),
+            Some("DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"")
+        );
     }
 }
 

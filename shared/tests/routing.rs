@@ -336,3 +336,87 @@ async fn events_without_a_resource_route_on_the_path() {
     let jwks = parse(&watch_event("GET", "/.well-known/jwks.json", None));
     assert_eq!(call(&f.token, jwks, NOW).await.status(), 200);
 }
+
+/// `event` with header `name` repeated: API Gateway puts every line in `multiValueHeaders`
+/// and the last one in `headers`.
+fn with_repeated_header(event: &str, name: &str, values: &[&str]) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(event).unwrap();
+    event["multiValueHeaders"][name] = serde_json::json!(values);
+    event["headers"][name] = serde_json::json!(values.last());
+    event.to_string()
+}
+
+/// Two `DPoP` lines reach the functions through a REST event (`cargo lambda watch` forwards
+/// only the first line of a repeated header, so `make run` cannot show this), and are refused
+/// at both ends; one line works. The RFC 9728 document routes on its own resource.
+#[tokio::test]
+async fn rest_events_carry_repeated_dpop_headers_and_the_resource_metadata_route() {
+    let f = Fixture::new();
+    let key = shared::test_util::ProofKey::ed25519();
+    let token_url = "https://api.test/auth/token";
+    let form = f.form();
+    let content_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let token_event = |proofs: &[&str]| {
+        let event = rest_event(
+            Via::ExecuteApi,
+            "POST",
+            "/auth/token",
+            "/auth/token",
+            None,
+            &content_type,
+            Some(&form),
+        );
+        parse(&with_repeated_header(&event, "DPoP", proofs))
+    };
+    let one = key.proof_for("POST", token_url, None, NOW);
+    let response = call(&f.token, token_event(&[&one]), NOW).await;
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let token = json(&response)["access_token"].as_str().unwrap().to_owned();
+    let two = [
+        key.proof_for("POST", token_url, None, NOW),
+        key.proof_for("POST", token_url, None, NOW),
+    ];
+    let request = token_event(&[&two[0], &two[1]]);
+    assert_eq!(request.headers().get_all("dpop").iter().count(), 2);
+    assert_oauth(
+        &call(&f.token, request, NOW).await,
+        400,
+        "invalid_dpop_proof",
+        "The DPoP proof is invalid.",
+    );
+
+    let authorization = format!("DPoP {token}");
+    let auth = [("Authorization", authorization.as_str())];
+    let lookup = |proofs: &[&str]| {
+        let event = rest_event(
+            Via::BasePath("/v1"),
+            "GET",
+            "/customer",
+            "/customer",
+            None,
+            &auth,
+            None,
+        );
+        parse(&with_repeated_header(&event, "DPoP", proofs))
+    };
+    let url = "https://api.test/customer";
+    let good = key.proof_for("GET", url, Some(&token), NOW);
+    let response = call(&f.customer, lookup(&[&good]), NOW).await;
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let first = key.proof_for("GET", url, Some(&token), NOW);
+    let second = key.proof_for("GET", url, Some(&token), NOW);
+    let response = call(&f.customer, lookup(&[&first, &second]), NOW).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        header(&response, "www-authenticate").as_deref(),
+        Some("DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"")
+    );
+
+    let metadata = "/.well-known/oauth-protected-resource";
+    for via in [Via::ExecuteApi, Via::BasePath("/v1")] {
+        let event = rest_event(via, "GET", metadata, metadata, None, &[], None);
+        let response = call(&f.customer, parse(&event), NOW).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(json(&response)["resource"], "https://api.test");
+    }
+}

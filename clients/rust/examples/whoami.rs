@@ -9,23 +9,29 @@
 //! customer-admin keys add-jwk --code DEMO --jwk-file jwk.json --json   # prints key_id
 //! CUSTOMER_API_URL=http://127.0.0.1:9000 CUSTOMER_CODE=DEMO \
 //!     cargo run -p kiss-customer-api --example whoami -- --private-key key.pem --key-id key_...
+//! # either, with a DPoP-bound token (a new Ed25519 proof key each run)
+//! CUSTOMER_API_URL=http://127.0.0.1:9000 CUSTOMER_CODE=DEMO CUSTOMER_API_KEY=kiss_sk_... \
+//!     cargo run -p kiss-customer-api --example whoami -- --dpop
 //! ```
 #![forbid(unsafe_code)]
 
-use kiss_customer_api::{Client, ClientConfig, Error, PrivateKeyJwt};
+use kiss_customer_api::{Client, ClientConfig, DpopKey, Error, PrivateKeyJwt};
 use std::io::Write as _;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: whoami [--private-key FILE [--key-id ID]] | --generate-key FILE [--es256]
+    "usage: whoami [--private-key FILE [--key-id ID]] [--dpop] | --generate-key FILE [--es256]
   environment: CUSTOMER_API_URL, CUSTOMER_CODE, and CUSTOMER_API_KEY unless --private-key";
 
 /// What the command line asks for.
 enum Command {
-    ApiKey,
+    ApiKey {
+        dpop: bool,
+    },
     PrivateKey {
         file: String,
         key_id: Option<String>,
+        dpop: bool,
     },
     Generate {
         file: String,
@@ -34,20 +40,22 @@ enum Command {
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Option<Command> {
-    let (mut private_key, mut key_id, mut generate, mut es256) = (None, None, None, false);
+    let (mut private_key, mut key_id, mut generate) = (None, None, None);
+    let (mut es256, mut dpop) = (false, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--private-key" => private_key = Some(args.next()?),
             "--key-id" => key_id = Some(args.next()?),
             "--generate-key" => generate = Some(args.next()?),
             "--es256" => es256 = true,
+            "--dpop" => dpop = true,
             _ => return None,
         }
     }
     match (private_key, generate) {
-        (None, None) if key_id.is_none() && !es256 => Some(Command::ApiKey),
-        (Some(file), None) if !es256 => Some(Command::PrivateKey { file, key_id }),
-        (None, Some(file)) if key_id.is_none() => Some(Command::Generate { file, es256 }),
+        (None, None) if key_id.is_none() && !es256 => Some(Command::ApiKey { dpop }),
+        (Some(file), None) if !es256 => Some(Command::PrivateKey { file, key_id, dpop }),
+        (None, Some(file)) if key_id.is_none() && !dpop => Some(Command::Generate { file, es256 }),
         _ => None,
     }
 }
@@ -66,8 +74,19 @@ async fn main() -> ExitCode {
         eprintln!("whoami: set CUSTOMER_API_URL and CUSTOMER_CODE");
         return ExitCode::from(2);
     };
+    let dpop = matches!(
+        command,
+        Command::ApiKey { dpop: true } | Command::PrivateKey { dpop: true, .. }
+    );
+    let (config, thumbprint) = match dpop_config(dpop) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("whoami: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let client = match command {
-        Command::PrivateKey { file, key_id } => {
+        Command::PrivateKey { file, key_id, .. } => {
             let key = match read_key(&file) {
                 Ok(key) => key,
                 Err(message) => {
@@ -79,14 +98,14 @@ async fn main() -> ExitCode {
                 Some(id) => key.with_key_id(id),
                 None => key,
             };
-            Client::with_private_key_jwt(&url, &code, key, ClientConfig::default())
+            Client::with_private_key_jwt(&url, &code, key, config)
         }
         _ => {
             let Some(api_key) = var("CUSTOMER_API_KEY") else {
                 eprintln!("whoami: set CUSTOMER_API_KEY, or use --private-key FILE");
                 return ExitCode::from(2);
             };
-            Client::new(&url, &code, &api_key)
+            Client::with_config(&url, &code, &api_key, config)
         }
     };
     let result = async { client?.customer().await }.await;
@@ -94,6 +113,11 @@ async fn main() -> ExitCode {
         Ok(customer) => match serde_json::to_string_pretty(&customer) {
             Ok(json) => {
                 println!("{json}");
+                if let Some(thumbprint) = thumbprint {
+                    eprintln!(
+                        "whoami: DPoP-bound token, proof key thumbprint (cnf.jkt) {thumbprint}"
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -118,6 +142,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The default configuration, with a new Ed25519 DPoP proof key when `dpop` (and the
+/// key's thumbprint, which the token's `cnf.jkt` will name).
+fn dpop_config(dpop: bool) -> Result<(ClientConfig, Option<String>), Error> {
+    if !dpop {
+        return Ok((ClientConfig::default(), None));
+    }
+    let key = DpopKey::generate_ed25519()?;
+    let thumbprint = key.thumbprint().to_owned();
+    Ok((ClientConfig::default().dpop(key), Some(thumbprint)))
 }
 
 /// A PEM file (PKCS#8 or SEC 1), a DER file, or a raw 32-byte Ed25519 seed.

@@ -3,11 +3,12 @@
 use crate::auth::ClientAuth;
 use crate::config::ClientConfig;
 use crate::customer::Customer;
+use crate::dpop::{self, DPOP, Nonces, Server};
 use crate::error::{Error, ErrorBody};
 use crate::introspection::Introspection;
 use crate::private_key_jwt::PrivateKeyJwt;
 use crate::retry;
-use crate::token::{AccessToken, Token, TokenCache};
+use crate::token::{AccessToken, Token, TokenCache, TokenType};
 use crate::transport::{Reply, Transport};
 use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
@@ -38,6 +39,7 @@ struct Inner {
     config: ClientConfig,
     transport: Transport,
     tokens: TokenCache,
+    nonces: Nonces,
 }
 
 impl fmt::Debug for Client {
@@ -154,6 +156,7 @@ impl Client {
                 config,
                 transport,
                 tokens: TokenCache::default(),
+                nonces: Nonces::default(),
             }),
         })
     }
@@ -181,8 +184,27 @@ impl Client {
         }
     }
 
+    /// `GET /customers/{code}`: the record when `code` is this client's own Customer Code;
+    /// any other code is [`Error::NotFound`] (the API never tells whether it exists).
+    pub async fn customer_by_code(&self, code: &str) -> Result<Customer, Error> {
+        if code.is_empty() {
+            return Err(Error::config("the Customer Code must not be empty"));
+        }
+        let uri: Uri = format!("{}/customers/{}", self.inner.base_url, path_segment(code))
+            .parse()
+            .map_err(|_| Error::config("the Customer Code does not fit in a URL"))?;
+        let deadline = Instant::now() + self.inner.config.total_timeout;
+        let reply = self.authorized_get(&uri, deadline).await?;
+        if reply.status.is_success() {
+            Customer::parse(&reply.body)
+        } else {
+            Err(retry::permanent(&reply))
+        }
+    }
+
     /// A usable access token of this client: the cached one, or a new one fetched now.
     /// For handing to another component, or to [`Client::introspect`].
+    /// With DPoP on, it is bound to the proof key and useless without proofs made with it.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
         let deadline = Instant::now() + self.inner.config.total_timeout;
         Ok(self.token(deadline).await?.access_token().clone())
@@ -198,7 +220,7 @@ impl Client {
     pub async fn revoke(&self, token: &str) -> Result<(), Error> {
         let deadline = Instant::now() + self.inner.config.total_timeout;
         let params = [("token", token), ("token_type_hint", "access_token")];
-        self.oauth_post(&self.inner.revoke_uri, &params, deadline)
+        self.oauth_post(&self.inner.revoke_uri, &params, deadline, false)
             .await?;
         self.inner.tokens.clear().await;
         Ok(())
@@ -222,37 +244,60 @@ impl Client {
     pub async fn introspect(&self, token: &str) -> Result<Introspection, Error> {
         let deadline = Instant::now() + self.inner.config.total_timeout;
         let reply = self
-            .oauth_post(&self.inner.introspect_uri, &[("token", token)], deadline)
+            .oauth_post(
+                &self.inner.introspect_uri,
+                &[("token", token)],
+                deadline,
+                false,
+            )
             .await?;
         Introspection::parse(&reply.body)
     }
 
-    /// A GET with the cached token; on 401 the token is replaced and the call made once more.
+    /// A GET with the cached token. A 401 asking for a DPoP nonce is answered once with
+    /// the same token; any other 401 replaces the token and the call is made once more.
     async fn authorized_get(&self, uri: &Uri, deadline: Instant) -> Result<Reply, Error> {
-        let token = self.token(deadline).await?;
-        let reply = self.get(uri, &token, deadline).await?;
-        if reply.status != StatusCode::UNAUTHORIZED {
-            return Ok(reply);
+        let mut token = self.token(deadline).await?;
+        let (mut nonce_sent, mut refreshed) = (false, false);
+        loop {
+            let reply = self.get(uri, &token, deadline).await?;
+            if reply.status != StatusCode::UNAUTHORIZED {
+                return Ok(reply);
+            }
+            if token.ath().is_some() && !nonce_sent && dpop::resource_wants_nonce(&reply) {
+                nonce_sent = true;
+                continue;
+            }
+            if refreshed {
+                return Err(Error::Unauthorized);
+            }
+            self.inner.tokens.invalidate(&token).await;
+            token = self.token(deadline).await?;
+            refreshed = true;
         }
-        self.inner.tokens.invalidate(&token).await;
-        let token = self.token(deadline).await?;
-        let reply = self.get(uri, &token, deadline).await?;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            return Err(Error::Unauthorized);
-        }
-        Ok(reply)
     }
 
+    /// One GET with `token`, retried on 429, 5xx and connection failures; each attempt
+    /// of a DPoP token carries a new proof.
     async fn get(&self, uri: &Uri, token: &Token, deadline: Instant) -> Result<Reply, Error> {
         let inner = &self.inner;
-        retry::send(&inner.transport, &inner.config, deadline, || {
+        let key = inner.config.dpop.as_ref().filter(|_| token.ath().is_some());
+        let reply = retry::send(&inner.transport, &inner.config, deadline, || {
             let mut request = request(Method::GET, uri, Bytes::new());
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, token.bearer().header());
+            let headers = request.headers_mut();
+            headers.insert(AUTHORIZATION, token.authorization().header());
+            if let Some(key) = key {
+                let nonce = inner.nonces.get(Server::Resource);
+                let proof = key.proof(&Method::GET, uri, token.ath(), nonce.as_deref())?;
+                headers.insert(DPOP, proof.header());
+            }
             Ok(request)
         })
-        .await
+        .await?;
+        if key.is_some() {
+            inner.nonces.remember(Server::Resource, &reply.headers);
+        }
+        Ok(reply)
     }
 
     /// A fresh token from the cache, fetched by this caller or by the one it queued behind.
@@ -266,25 +311,51 @@ impl Client {
         let sent = Instant::now();
         let grant = [("grant_type", "client_credentials")];
         let reply = self
-            .oauth_post(&self.inner.token_uri, &grant, deadline)
+            .oauth_post(&self.inner.token_uri, &grant, deadline, true)
             .await?;
-        Token::parse(&reply.body, sent, self.inner.config.refresh_margin)
+        let asked = match self.inner.config.dpop {
+            Some(_) => TokenType::Dpop,
+            None => TokenType::Bearer,
+        };
+        Token::parse(&reply.body, sent, self.inner.config.refresh_margin, asked)
     }
 
     /// A POST of `params` to an OAuth endpoint with this client's authentication, retried
     /// on 429, 5xx and connection failures. A 401 means the client's credentials were
     /// refused: permanent, like any other 4xx.
+    ///
+    /// `proven`: with DPoP on, each attempt carries a new proof (the token endpoint), and
+    /// a request for a nonce is answered once.
     async fn oauth_post(
         &self,
         uri: &Uri,
         params: &[(&str, &str)],
         deadline: Instant,
+        proven: bool,
     ) -> Result<Reply, Error> {
         let inner = &self.inner;
-        let reply = retry::send(&inner.transport, &inner.config, deadline, || {
-            inner.auth.request(uri, &inner.customer_code, params)
-        })
-        .await?;
+        let key = inner.config.dpop.as_ref().filter(|_| proven);
+        let mut nonce_sent = false;
+        let reply = loop {
+            let reply = retry::send(&inner.transport, &inner.config, deadline, || {
+                let mut request = inner.auth.request(uri, &inner.customer_code, params)?;
+                if let Some(key) = key {
+                    let nonce = inner.nonces.get(Server::Authorization);
+                    let proof = key.proof(&Method::POST, uri, None, nonce.as_deref())?;
+                    request.headers_mut().insert(DPOP, proof.header());
+                }
+                Ok(request)
+            })
+            .await?;
+            if key.is_none() {
+                break reply;
+            }
+            inner.nonces.remember(Server::Authorization, &reply.headers);
+            if nonce_sent || !dpop::token_endpoint_wants_nonce(&reply) {
+                break reply;
+            }
+            nonce_sent = true;
+        };
         match reply.status {
             status if status.is_success() => Ok(reply),
             StatusCode::UNAUTHORIZED => Err(Error::InvalidCredentials {
@@ -293,6 +364,20 @@ impl Client {
             _ => Err(retry::permanent(&reply)),
         }
     }
+}
+
+/// `segment` percent-encoded for a URL path: everything but RFC 3986's unreserved
+/// characters (a valid Customer Code has nothing else).
+fn path_segment(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub(crate) fn request(method: Method, uri: &Uri, body: Bytes) -> Request<Full<Bytes>> {

@@ -1,8 +1,10 @@
-//! The timing knobs of the client: retries, back-off, budgets and token refresh.
+//! The knobs of the client: retries, back-off, budgets, token refresh, and DPoP.
 
+use crate::dpop::DpopKey;
 use std::time::Duration;
 
-/// How the client retries, waits and refreshes. `ClientConfig::default()` suits most callers.
+/// How the client retries, waits and refreshes, and whether its tokens are DPoP-bound.
+/// `ClientConfig::default()` suits most callers.
 ///
 /// ```
 /// use std::time::Duration;
@@ -21,6 +23,7 @@ pub struct ClientConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) refresh_margin: Duration,
+    pub(crate) dpop: Option<DpopKey>,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +39,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             refresh_margin: Duration::from_secs(60),
+            dpop: None,
         }
     }
 }
@@ -98,6 +102,16 @@ impl ClientConfig {
     #[must_use]
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.refresh_margin = margin;
+        self
+    }
+
+    /// Asks for DPoP-bound tokens (RFC 9449) proven with `key` (default: off, Bearer
+    /// tokens). Every token request then carries a `DPoP` proof, the token must come back
+    /// with `token_type` `DPoP`, and every API call sends `Authorization: DPoP <token>`
+    /// with a fresh proof. Revocation and introspection are unchanged.
+    #[must_use]
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
         self
     }
 }

@@ -19,7 +19,10 @@
 //!   within a bounded number of attempts and a total time budget;
 //! - any other 4xx is permanent and surfaces as a typed [`Error`];
 //! - revokes tokens ([`Client::revoke`], RFC 7009) and asks whether one is live
-//!   ([`Client::introspect`], RFC 7662) with the same authentication and retries.
+//!   ([`Client::introspect`], RFC 7662) with the same authentication and retries;
+//! - optionally binds its tokens to a key with DPoP (RFC 9449, [`DpopKey`],
+//!   [`ClientConfig::dpop`]): a proof on every token request and API call, retries
+//!   included, and the nonce a server may ask for.
 //!
 //! Decisions are made on the HTTP status alone, never on the human error text.
 #![forbid(unsafe_code)]
@@ -28,8 +31,10 @@ mod auth;
 mod client;
 mod config;
 mod customer;
+mod dpop;
 mod error;
 mod introspection;
+mod jws;
 mod pem;
 mod private_key_jwt;
 mod retry;
@@ -40,7 +45,9 @@ mod transport;
 pub use client::Client;
 pub use config::ClientConfig;
 pub use customer::Customer;
+pub use dpop::DpopKey;
 pub use error::{Error, ErrorBody};
 pub use introspection::{Confirmation, Introspection};
-pub use private_key_jwt::{JwsAlgorithm, PrivateKeyJwt};
+pub use jws::JwsAlgorithm;
+pub use private_key_jwt::PrivateKeyJwt;
 pub use token::AccessToken;

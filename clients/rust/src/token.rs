@@ -1,5 +1,6 @@
 //! The access token: reading `/auth/token` answers, caching, single-flight refresh.
 
+use crate::dpop;
 use crate::error::Error;
 use crate::secret::SecretHeader;
 use serde::Deserialize;
@@ -33,18 +34,43 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// The `token_type` of a token, which decides how it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenType {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: DPoP <token>` with a proof of the key it is bound to (RFC 9449).
+    Dpop,
+}
+
+impl TokenType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
 /// An access token ready to send, and when to stop using it.
 #[derive(Debug)]
 pub(crate) struct Token {
     access_token: AccessToken,
-    bearer: SecretHeader,
+    authorization: SecretHeader,
+    /// `ath` of the proofs sent with a DPoP token; `None` for a Bearer token.
+    ath: Option<String>,
     refresh_at: Instant,
 }
 
 impl Token {
-    /// The `Authorization` value, `Bearer <token>`.
-    pub(crate) fn bearer(&self) -> &SecretHeader {
-        &self.bearer
+    /// The `Authorization` value, `Bearer <token>` or `DPoP <token>`.
+    pub(crate) fn authorization(&self) -> &SecretHeader {
+        &self.authorization
+    }
+
+    /// The hash of the token that proofs sent with it carry, for a DPoP token.
+    pub(crate) fn ath(&self) -> Option<&str> {
+        self.ath.as_deref()
     }
 
     /// The token as issued.
@@ -56,9 +82,15 @@ impl Token {
         now < self.refresh_at
     }
 
-    /// Reads a 200 body of `/auth/token` received at `received`; it is used until
-    /// `margin` (at most half its lifetime) before `expires_in` ends.
-    pub(crate) fn parse(body: &[u8], received: Instant, margin: Duration) -> Result<Self, Error> {
+    /// Reads a 200 body of `/auth/token` received at `received`, which must have the
+    /// `token_type` asked for (case-insensitive); it is used until `margin` (at most half
+    /// its lifetime) before `expires_in` ends.
+    pub(crate) fn parse(
+        body: &[u8],
+        received: Instant,
+        margin: Duration,
+        asked: TokenType,
+    ) -> Result<Self, Error> {
         #[derive(Deserialize)]
         struct Issued {
             access_token: String,
@@ -67,21 +99,27 @@ impl Token {
         }
         let issued: Issued = serde_json::from_slice(body)
             .map_err(|e| Error::protocol(format!("token response is not valid: {e}")))?;
-        if !issued.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(Error::protocol(
-                "token response has a token_type other than Bearer",
-            ));
+        let scheme = asked.as_str();
+        if !issued.token_type.eq_ignore_ascii_case(scheme) {
+            // A server that ignores the proof answers Bearer: using that token would quietly
+            // give up the binding the caller asked for.
+            return Err(Error::protocol(format!(
+                "asked for a {scheme} token, but the token response has token_type {:?}",
+                issued.token_type.chars().take(32).collect::<String>()
+            )));
         }
         if issued.access_token.is_empty() {
             return Err(Error::protocol("token response has an empty access_token"));
         }
-        let bearer = SecretHeader::new(&format!("Bearer {}", issued.access_token))
+        let authorization = SecretHeader::new(&format!("{scheme} {}", issued.access_token))
             .ok_or_else(|| Error::protocol("access_token cannot be sent in a header"))?;
+        let ath = (asked == TokenType::Dpop).then(|| dpop::ath(&issued.access_token));
         let lifetime = Duration::from_secs(issued.expires_in).min(MAX_LIFETIME);
         let usable = lifetime - margin.min(lifetime / 2);
         Ok(Self {
             access_token: AccessToken(issued.access_token.into()),
-            bearer,
+            authorization,
+            ath,
             refresh_at: received + usable,
         })
     }
@@ -186,16 +224,16 @@ mod tests {
     #[test]
     fn token_is_refreshed_margin_before_expiry() {
         let now = Instant::now();
-        let token = Token::parse(&issued(3600), now, MARGIN);
+        let token = Token::parse(&issued(3600), now, MARGIN, TokenType::Bearer);
         assert!(matches!(token, Ok(ref t) if t.refresh_at == now + Duration::from_secs(3540)));
     }
 
     #[test]
     fn short_lived_token_keeps_half_its_lifetime() {
         let now = Instant::now();
-        let token = Token::parse(&issued(10), now, MARGIN);
+        let token = Token::parse(&issued(10), now, MARGIN, TokenType::Bearer);
         assert!(matches!(token, Ok(ref t) if t.refresh_at == now + Duration::from_secs(5)));
-        let huge = Token::parse(&issued(u64::MAX), now, MARGIN);
+        let huge = Token::parse(&issued(u64::MAX), now, MARGIN, TokenType::Bearer);
         assert!(matches!(huge, Ok(ref t) if t.refresh_at <= now + MAX_LIFETIME));
     }
 
@@ -212,7 +250,7 @@ mod tests {
         for body in bodies {
             assert!(
                 matches!(
-                    Token::parse(body, Instant::now(), MARGIN),
+                    Token::parse(body, Instant::now(), MARGIN, TokenType::Bearer),
                     Err(Error::Protocol { .. })
                 ),
                 "{}",
@@ -223,7 +261,7 @@ mod tests {
 
     #[test]
     fn token_debug_hides_the_token() {
-        let token = Token::parse(&issued(3600), Instant::now(), MARGIN);
+        let token = Token::parse(&issued(3600), Instant::now(), MARGIN, TokenType::Bearer);
         let text = format!("{token:?}");
         assert!(!text.contains("a.b.c"), "{text}");
         let access = token.map(|t| t.access_token().clone());
@@ -236,11 +274,46 @@ mod tests {
         let cache = TokenCache::default();
         assert!(cache.current().await.is_none());
         let fetched = cache
-            .get(|| async { Token::parse(&issued(3600), Instant::now(), MARGIN) })
+            .get(|| async {
+                Token::parse(&issued(3600), Instant::now(), MARGIN, TokenType::Bearer)
+            })
             .await;
         assert!(fetched.is_ok());
         assert!(cache.current().await.is_some());
         cache.clear().await;
         assert!(cache.current().await.is_none());
+    }
+
+    #[test]
+    fn token_type_must_be_the_one_asked_for_in_any_case() {
+        let dpop = |token_type: &str| {
+            let body =
+                format!(r#"{{"access_token":"t1","token_type":"{token_type}","expires_in":3600}}"#);
+            Token::parse(body.as_bytes(), Instant::now(), MARGIN, TokenType::Dpop)
+        };
+        for accepted in ["DPoP", "dpop", "DPOP"] {
+            let token = dpop(accepted);
+            let Ok(token) = token else {
+                panic!("{accepted}: {token:?}");
+            };
+            assert_eq!(token.authorization().header(), "DPoP t1");
+            assert_eq!(token.ath(), Some(dpop::ath("t1").as_str()));
+        }
+        match dpop("Bearer") {
+            Err(Error::Protocol { reason }) => assert_eq!(
+                reason,
+                r#"asked for a DPoP token, but the token response has token_type "Bearer""#
+            ),
+            other => panic!("{other:?}"),
+        }
+        let bearer = Token::parse(&issued(3600), Instant::now(), MARGIN, TokenType::Bearer);
+        assert!(matches!(bearer, Ok(ref t) if t.ath().is_none()
+            && t.authorization().header() == "Bearer a.b.c"));
+        let body = br#"{"access_token":"t1","token_type":"DPoP","expires_in":3600}"#;
+        let unasked = Token::parse(body, Instant::now(), MARGIN, TokenType::Bearer);
+        assert!(
+            matches!(unasked, Err(Error::Protocol { .. })),
+            "{unasked:?}"
+        );
     }
 }

@@ -9,38 +9,12 @@ use kiss_customer_api::{Client, ClientConfig, Error};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{Reply, Server, closed_port_url};
+use support::{CODE, CUSTOMER, Reply, Server, TOKEN, closed_port_url, fast, happy_server, ms};
 
-const CODE: &str = "ACME-1";
 const KEY: &str = "kiss_sk_test+key/with=specials";
-const TOKEN: &str = "/auth/token";
-const CUSTOMER: &str = "/customer";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Millisecond delays so every test runs fast.
-fn fast() -> ClientConfig {
-    ClientConfig::default()
-        .max_attempts(4)
-        .base_delay(ms(2))
-        .max_delay(ms(10))
-        .retry_after_cap(ms(50))
-        .total_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(2))
-}
 
 fn client(server: &Server, config: ClientConfig) -> Client {
     Client::with_config(&server.url, CODE, KEY, config).unwrap()
-}
-
-/// A server that issues `t1` and answers `/customer` with the record.
-async fn happy_server() -> Server {
-    let server = Server::start().await;
-    server.script(TOKEN, vec![Reply::token("t1", 3600)]);
-    server.script(CUSTOMER, vec![Reply::customer(CODE)]);
-    server
 }
 
 // -- token -------------------------------------------------------------------------------

@@ -7,14 +7,14 @@
 //! Needs `CUSTOMER_API_URL`, the AWS variables of `.local/env` (for `customer-admin`) and
 //! `target/debug/customer-admin` (or `CUSTOMER_ADMIN` naming the binary).
 //! `CUSTOMER_API_URL` must be the stack's issuer (as `.local/env` sets it): it is the
-//! audience of the `private_key_jwt` assertions.
+//! audience of the `private_key_jwt` assertions and the base of the DPoP proofs' `htu`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use kiss_customer_api::{Client, ClientConfig, Error, JwsAlgorithm, PrivateKeyJwt};
+use kiss_customer_api::{Client, ClientConfig, DpopKey, Error, JwsAlgorithm, PrivateKeyJwt};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -422,4 +422,61 @@ async fn introspection_says_active_for_own_token_only() {
     let answer = client.introspect(theirs.as_str()).await.unwrap();
     assert!(!answer.active, "{answer:?}");
     assert_eq!(answer.sub, None);
+}
+
+// -- DPoP ----------------------------------------------------------------------------------
+
+#[tokio::test]
+#[ignore = "needs the local stack; run by tests/test_rust_client.py"]
+async fn dpop_with_an_api_key_gets_a_bound_token_and_the_record() {
+    let c = new_customer();
+    let key = DpopKey::generate_ed25519().unwrap();
+    let client =
+        Client::with_config(&api_url(), &c.code, &c.api_key, quick().dpop(key.clone())).unwrap();
+
+    // The client refuses any token_type but DPoP, so getting the record proves the binding
+    // was made; introspection shows it.
+    let me = client.customer().await.unwrap();
+    assert_eq!(me.customer_code, c.code);
+    assert_eq!(me.name, name_of(&c.code));
+    assert_eq!(client.customer_by_code(&c.code).await.unwrap(), me);
+
+    let token = client.access_token().await.unwrap();
+    let info = client.introspect(token.as_str()).await.unwrap();
+    assert!(info.active, "{info:?}");
+    assert_eq!(info.token_type.as_deref(), Some("DPoP"));
+    assert_eq!(
+        info.cnf.and_then(|c| c.jkt).as_deref(),
+        Some(key.thumbprint())
+    );
+
+    // Without a proof, as a Bearer token, it is refused: no downgrade.
+    assert_eq!(status_with(token.as_str()).await, 401);
+    // The client's own next call still works (a new proof, the cached token).
+    assert_eq!(client.customer().await.unwrap(), me);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack; run by tests/test_rust_client.py"]
+async fn dpop_with_private_key_jwt_and_an_es256_proof_key() {
+    let c = new_customer();
+    let auth = register(&c, PrivateKeyJwt::generate_ed25519().unwrap());
+    let key = DpopKey::generate_es256().unwrap();
+    let client =
+        Client::with_private_key_jwt(&api_url(), &c.code, auth, quick().dpop(key.clone())).unwrap();
+
+    assert_eq!(client.customer().await.unwrap().customer_code, c.code);
+    let old = client.access_token().await.unwrap();
+    let info = client.introspect(old.as_str()).await.unwrap();
+    assert_eq!(info.token_type.as_deref(), Some("DPoP"));
+    assert_eq!(
+        info.cnf.and_then(|c| c.jkt).as_deref(),
+        Some(key.thumbprint())
+    );
+
+    // Revocation works on bound tokens too; the next call gets a new bound token.
+    assert!(client.revoke_current_token().await.unwrap());
+    assert!(!client.introspect(old.as_str()).await.unwrap().active);
+    assert_eq!(client.customer().await.unwrap().customer_code, c.code);
+    assert_ne!(client.access_token().await.unwrap(), old);
 }

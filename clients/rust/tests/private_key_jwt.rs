@@ -6,34 +6,8 @@ mod support;
 
 use kiss_customer_api::{Client, ClientConfig, Error, JwsAlgorithm, PrivateKeyJwt};
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::oauth::{assertion_of, field_names};
-use support::{Reply, Server};
-
-const CODE: &str = "ACME-1";
-const TOKEN: &str = "/auth/token";
-const CUSTOMER: &str = "/customer";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn fast() -> ClientConfig {
-    ClientConfig::default()
-        .max_attempts(4)
-        .base_delay(ms(2))
-        .max_delay(ms(10))
-        .retry_after_cap(ms(50))
-        .total_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(2))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use support::{CODE, CUSTOMER, Reply, Server, TOKEN, fast, happy_server, now};
 
 /// Each supported kind of key, with the `alg` its assertions must carry.
 fn keys() -> Vec<(PrivateKeyJwt, &'static str)> {
@@ -52,13 +26,6 @@ fn keys() -> Vec<(PrivateKeyJwt, &'static str)> {
 
 fn client(server: &Server, key: &PrivateKeyJwt, config: ClientConfig) -> Client {
     Client::with_private_key_jwt(&server.url, CODE, key.clone(), config).unwrap()
-}
-
-async fn happy_server() -> Server {
-    let server = Server::start().await;
-    server.script(TOKEN, vec![Reply::token("t1", 3600)]);
-    server.script(CUSTOMER, vec![Reply::customer(CODE)]);
-    server
 }
 
 #[tokio::test]

@@ -10,30 +10,13 @@ use kiss_customer_api::{Client, ClientConfig, Error, PrivateKeyJwt};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::oauth::{assertion_of, field_names, form};
-use support::{Reply, Server};
+use support::{CODE, CUSTOMER, Reply, Server, TOKEN, fast, ms};
 
-const CODE: &str = "ACME-1";
 const KEY: &str = "kiss_sk_test+key";
-const TOKEN: &str = "/auth/token";
 const REVOKE: &str = "/auth/revoke";
 const INTROSPECT: &str = "/auth/introspect";
-const CUSTOMER: &str = "/customer";
 
 const ACTIVE: &str = r#"{"active":true,"scope":"customer:read","client_id":"ACME-1","sub":"ACME-1","iss":"https://api.example.com","aud":"customer-api","exp":1900003600,"iat":1900000000,"nbf":1900000000,"jti":"j1","token_type":"Bearer","key_id":"key_1"}"#;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn fast() -> ClientConfig {
-    ClientConfig::default()
-        .max_attempts(4)
-        .base_delay(ms(2))
-        .max_delay(ms(10))
-        .retry_after_cap(ms(50))
-        .total_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(2))
-}
 
 fn basic_client(server: &Server, config: ClientConfig) -> Client {
     Client::with_config(&server.url, CODE, KEY, config).unwrap()

@@ -2,13 +2,50 @@
 //! records every request, so tests can count token requests and inspect headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod dpop;
 pub mod oauth;
 
+use kiss_customer_api::ClientConfig;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+pub const CODE: &str = "ACME-1";
+pub const TOKEN: &str = "/auth/token";
+pub const CUSTOMER: &str = "/customer";
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Millisecond delays so every test runs fast.
+pub fn fast() -> ClientConfig {
+    ClientConfig::default()
+        .max_attempts(4)
+        .base_delay(ms(2))
+        .max_delay(ms(10))
+        .retry_after_cap(ms(50))
+        .total_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(2))
+}
+
+/// A server that issues `t1` and answers `/customer` with the record of [`CODE`].
+pub async fn happy_server() -> Server {
+    let server = Server::start().await;
+    server.script(TOKEN, vec![Reply::token("t1", 3600)]);
+    server.script(CUSTOMER, vec![Reply::customer(CODE)]);
+    server
+}
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -40,10 +77,19 @@ impl Reply {
 
     /// A 200 token response.
     pub fn token(access_token: &str, expires_in: u64) -> Self {
+        Self::token_of_type(access_token, "Bearer", expires_in)
+    }
+
+    /// A 200 token response for a DPoP-bound token.
+    pub fn dpop_token(access_token: &str, expires_in: u64) -> Self {
+        Self::token_of_type(access_token, "DPoP", expires_in)
+    }
+
+    pub fn token_of_type(access_token: &str, token_type: &str, expires_in: u64) -> Self {
         Self::json(
             200,
             &format!(
-                r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":{expires_in},"scope":"customer:read"}}"#
+                r#"{{"access_token":"{access_token}","token_type":"{token_type}","expires_in":{expires_in},"scope":"customer:read"}}"#
             ),
         )
     }

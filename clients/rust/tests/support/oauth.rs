@@ -1,5 +1,6 @@
 //! Reading what the client sent to an OAuth endpoint: the form body and, for
 //! `private_key_jwt`, the assertion, verified with aws-lc-rs against the public JWK.
+//! [`verify`] serves the DPoP proofs too (`support::dpop`).
 
 use super::Recorded;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
@@ -29,14 +30,14 @@ pub fn field_names(request: &Recorded) -> Vec<String> {
     form(request).into_keys().collect()
 }
 
-/// A decoded assertion whose signature verified.
+/// A decoded JWS (an assertion or a DPoP proof) whose signature verified.
 #[derive(Debug)]
-pub struct Assertion {
+pub struct Jws {
     pub header: Value,
     pub claims: Value,
 }
 
-impl Assertion {
+impl Jws {
     pub fn claim_u64(&self, name: &str) -> u64 {
         self.claims[name]
             .as_u64()
@@ -48,7 +49,7 @@ impl Assertion {
     }
 }
 
-fn b64(text: &str) -> Vec<u8> {
+pub fn b64(text: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD
         .decode(text)
         .unwrap_or_else(|e| panic!("not base64url ({e}): {text}"))
@@ -56,7 +57,7 @@ fn b64(text: &str) -> Vec<u8> {
 
 /// Decodes the compact JWS `jws` and verifies it with the public JWK `jwk` (the JSON
 /// `PrivateKeyJwt::public_jwk` gives); fails the test when it does not verify.
-pub fn verify(jws: &str, jwk: &str) -> Assertion {
+pub fn verify(jws: &str, jwk: &str) -> Jws {
     let jwk: Value = serde_json::from_str(jwk).unwrap();
     let parts: Vec<&str> = jws.split('.').collect();
     let [header, claims, signature] = parts[..] else {
@@ -78,7 +79,7 @@ pub fn verify(jws: &str, jwk: &str) -> Assertion {
         other => panic!("unexpected JWK {other:?}"),
     };
     assert!(outcome.is_ok(), "the signature does not verify: {jws}");
-    Assertion {
+    Jws {
         header: serde_json::from_slice(&b64(header)).unwrap(),
         claims: serde_json::from_slice(&b64(claims)).unwrap(),
     }
@@ -86,7 +87,7 @@ pub fn verify(jws: &str, jwk: &str) -> Assertion {
 
 /// The verified assertion of a request authenticated with `private_key_jwt`, after
 /// checking the fields that come with it and that no Basic header was sent.
-pub fn assertion_of(request: &Recorded, jwk: &str) -> Assertion {
+pub fn assertion_of(request: &Recorded, jwk: &str) -> Jws {
     assert_eq!(request.method, "POST");
     assert_eq!(request.header("authorization"), None, "no Basic header");
     let form = form(request);
