@@ -270,10 +270,12 @@ def test_a_bad_proof_at_the_token_endpoint_is_the_counted_invalid_dpop_proof(sta
 def skip_if_the_second_line_never_arrives(resp):
     """`resp` answered a request whose first `DPoP` line was a good proof and whose second was
     garbage: a success means the function never saw the second line. `cargo lambda watch`
-    forwards only the first of repeated header lines, which API Gateway does not do (its
-    multiValueHeaders carry both); the handler tests (shared/tests/dpop.rs) cover two headers."""
+    hands the functions an HTTP API (v2) event whose `headers` map keeps one value per name;
+    API Gateway's REST events carry both lines in `multiValueHeaders`, which
+    shared/tests/routing.rs and shared/tests/dpop.rs feed through the handlers."""
     if resp.status_code == 200:
-        pytest.skip("the local emulator forwards only the first of repeated header lines")
+        pytest.skip("the local emulator (cargo lambda watch, v2 events) forwards only the first of repeated "
+                    "header lines")
 
 
 def test_two_dpop_headers_at_the_token_endpoint_are_invalid_dpop_proof(stack, customer):
