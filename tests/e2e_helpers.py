@@ -129,14 +129,14 @@ def basic_header(client_id, client_secret):
     return "Basic " + base64.b64encode(raw).decode()
 
 
-def token(stack, code, key, method="post", scope=None, extra=None, content_type=None):
+def token(stack, code, key, method="post", scope=None, extra=None, content_type=None, headers=None):
     """POST /auth/token with the client credentials grant; returns the requests.Response.
 
     method: 'post' (client_secret_post, form body), 'basic' (client_secret_basic, form body)
-    or 'json' (client_secret_post, JSON body).
+    or 'json' (client_secret_post, JSON body). `headers` are added (e.g. a `DPoP` proof).
     """
     params = {"grant_type": "client_credentials"}
-    headers = {}
+    headers = dict(headers or {})
     if method == "basic":
         headers["Authorization"] = basic_header(code, key)
     else:
@@ -358,3 +358,244 @@ def poll(check, timeout, interval=0.5):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# -- DPoP (RFC 9449) -------------------------------------------------------------------------
+# Built with `cryptography` alone, so every byte of a proof is the suite's own choice: the
+# attack corpus needs proofs that no client library would make.
+DPOP_PROOF_INVALID = "The DPoP proof is invalid."
+DPOP_ALGS = "EdDSA ES256"
+DPOP_INVALID_TOKEN = f'DPoP error="invalid_token", algs="{DPOP_ALGS}"'
+DPOP_INVALID_PROOF = f'DPoP error="invalid_dpop_proof", algs="{DPOP_ALGS}"'
+RATE_LIMIT_FIELDS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
+                     "RateLimit", "Retry-After")
+
+DROP = object()  # in a proof's header or claim changes: leave the member out
+
+
+def b64url_json(obj):
+    return b64url_encode(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def jwk_thumbprint(jwk):
+    """RFC 7638 SHA-256 thumbprint: the required members only, sorted, no whitespace."""
+    required = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}[jwk["kty"]]
+    canonical = json.dumps({name: jwk[name] for name in required}, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode()).digest())
+
+
+def access_token_hash(token_value):
+    """The `ath` of a proof sent with this access token: base64url(SHA-256(ASCII))."""
+    return b64url_encode(hashlib.sha256(token_value.encode("ascii")).digest())
+
+
+def _int_bytes(value, length=32):
+    return value.to_bytes(length, "big")
+
+
+class ProofKey:
+    """A DPoP key pair: Ed25519 (`EdDSA`, or RFC 9864's `Ed25519`) or P-256 (`ES256`)."""
+
+    def __init__(self, curve="Ed25519"):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        self.curve = curve
+        if curve == "Ed25519":
+            self.private = Ed25519PrivateKey.generate()
+            raw = self.private.public_key().public_bytes_raw()
+            self.public_jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+            self.private_jwk = {**self.public_jwk, "d": b64url_encode(self.private.private_bytes_raw())}
+            self.alg = "EdDSA"
+        elif curve == "P-256":
+            self.private = ec.generate_private_key(ec.SECP256R1())
+            numbers = self.private.public_key().public_numbers()
+            self.public_jwk = {"kty": "EC", "crv": "P-256", "x": b64url_encode(_int_bytes(numbers.x)),
+                               "y": b64url_encode(_int_bytes(numbers.y))}
+            self.private_jwk = {**self.public_jwk,
+                                "d": b64url_encode(_int_bytes(self.private.private_numbers().private_value))}
+            self.alg = "ES256"
+        else:
+            raise ValueError(curve)
+
+    @property
+    def thumbprint(self):
+        return jwk_thumbprint(self.public_jwk)
+
+    def sign(self, data):
+        """The JWS signature of `data` under this key (ES256: r || s, 64 bytes, RFC 7518 §3.4)."""
+        if self.curve == "Ed25519":
+            return self.private.sign(data)
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        r, s = decode_dss_signature(self.private.sign(data, ec.ECDSA(hashes.SHA256())))
+        return _int_bytes(r) + _int_bytes(s)
+
+    def proof(self, htm, htu, access_token=None, header=None, claims=None, sign=None, iat_offset=0):
+        """A compact DPoP proof JWS for (htm, htu), with `ath` when `access_token` is given.
+
+        `header` and `claims` change members of the correct proof (DROP removes one);
+        `sign(signing_input) -> bytes` replaces the signature of this key.
+        """
+        head = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.public_jwk}
+        body = {"jti": uuid.uuid4().hex, "htm": htm, "htu": htu, "iat": int(time.time()) + iat_offset}
+        if access_token is not None:
+            body["ath"] = access_token_hash(access_token)
+        for target, changes in ((head, header), (body, claims)):
+            for name, value in (changes or {}).items():
+                if value is DROP:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+        signing_input = f"{b64url_json(head)}.{b64url_json(body)}"
+        signature = (sign or self.sign)(signing_input.encode())
+        return f"{signing_input}.{b64url_encode(signature)}"
+
+
+def verify_proof(proof):
+    """Verifies a proof the way a server must (signature under the header's own jwk, with
+    `cryptography` only); returns (header, claims). Raises on any failure."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    header_part, claims_part, signature_part = proof.split(".")
+    header = json.loads(b64url_decode(header_part))
+    claims = json.loads(b64url_decode(claims_part))
+    signature = b64url_decode(signature_part)
+    signing_input = f"{header_part}.{claims_part}".encode()
+    jwk = header["jwk"]
+    assert header["typ"] == "dpop+jwt" and "d" not in jwk
+    if header["alg"] in ("EdDSA", "Ed25519"):
+        assert (jwk["kty"], jwk["crv"]) == ("OKP", "Ed25519")
+        Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"])).verify(signature, signing_input)
+    elif header["alg"] == "ES256":
+        assert (jwk["kty"], jwk["crv"]) == ("EC", "P-256") and len(signature) == 64
+        public = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(b64url_decode(jwk["x"]), "big"), int.from_bytes(b64url_decode(jwk["y"]), "big"),
+            ec.SECP256R1(),
+        ).public_key()
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        public.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+    else:
+        raise AssertionError(f"alg {header['alg']}")
+    return header, claims
+
+
+def dpop_token(stack, code, key, proof_key=None, proof=None, **kwargs):
+    """POST /auth/token with a `DPoP` header: `proof`, or a fresh proof of `proof_key`."""
+    if proof is None:
+        proof = proof_key.proof("POST", stack.api_url + "/auth/token")
+    return token(stack, code, key, headers={"DPoP": proof}, **kwargs)
+
+
+def dpop_access_token(stack, code, key, proof_key, **kwargs):
+    """A DPoP-bound token that must be issued; returns the access token string."""
+    resp = dpop_token(stack, code, key, proof_key, **kwargs)
+    assert resp.status_code == 200 and resp.json()["token_type"] == "DPoP", describe(resp)
+    return resp.json()["access_token"]
+
+
+def dpop_get(stack, token_value, proof_key=None, path="/customer", proof=None, scheme="DPoP"):
+    """GET a customer route with `Authorization: <scheme> <token>` and a `DPoP` proof
+    (`proof`, or a fresh one of `proof_key` for this path; no `DPoP` header if both are None)."""
+    headers = {"Authorization": f"{scheme} {token_value}"}
+    if proof is None and proof_key is not None:
+        proof = proof_key.proof("GET", stack.api_url + path, token_value)
+    if proof is not None:
+        headers["DPoP"] = proof
+    return get(stack, path, headers=headers)
+
+
+def raw_request(stack, method, path, headers, body=b""):
+    """An HTTP request with exactly these header lines, repeated names included (requests
+    merges them); returns a requests.Response so the usual assertions apply."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    import urllib3
+
+    url = urlsplit(stack.api_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=TIMEOUT)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body or method in ("POST", "PUT", "PATCH"):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        answer = conn.getresponse()
+        content = answer.read()
+        header_lines = answer.getheaders()
+    finally:
+        conn.close()
+    resp = requests.Response()
+    resp.status_code = answer.status
+    resp._content = content
+    resp.raw = urllib3.HTTPResponse(body=b"", headers=urllib3.HTTPHeaderDict(header_lines), status=answer.status)
+    resp.headers = requests.structures.CaseInsensitiveDict(resp.raw.headers)
+    resp.url = stack.api_url + path
+    resp.request = requests.Request(method, resp.url, headers=dict(headers)).prepare()
+    return resp
+
+
+def header_values(resp, name):
+    """Every value of a response header, one per header line."""
+    return resp.raw.headers.getlist(name)
+
+
+def assert_dpop_401(resp, challenge):
+    """A DPoP failure at a customer route: 401, empty body, exactly one `WWW-Authenticate`
+    with exactly `challenge`, and no rate-limit fields (nothing was counted)."""
+    assert resp.status_code == 401, describe(resp)
+    assert resp.content == b"", describe(resp)
+    assert header_values(resp, "WWW-Authenticate") == [challenge], describe(resp)
+    assert "Content-Type" not in resp.headers, describe(resp)
+    assert not any(name in resp.headers for name in RATE_LIMIT_FIELDS), describe(resp)
+
+
+def assert_invalid_dpop_proof_400(resp, remaining=None, limit=SUITE_TOKEN_LIMIT):
+    """The token endpoint's refusal of a proof: 400 `invalid_dpop_proof` with exactly the
+    fixed body, the token headers, and the token bucket's fields (the request was counted)."""
+    assert_oauth_error(resp, 400, "invalid_dpop_proof", DPOP_PROOF_INVALID)
+    if remaining is None:
+        for name in RATE_LIMIT_FIELDS[:5]:
+            assert name in resp.headers, (name, describe(resp))
+    else:
+        assert_rate_limit_fields(resp, "token", limit, remaining)
+
+
+# -- tokens the API did not issue just now ---------------------------------------------------
+def signing_key(stack):
+    """The stack's active signing key: (kid, Ed25519PrivateKey)."""
+    import boto3
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from stack import REGION, SIGNING_SECRET
+
+    secrets = boto3.client(
+        "secretsmanager", endpoint_url=stack.endpoint, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    doc = json.loads(secrets.get_secret_value(SecretId=SIGNING_SECRET)["SecretString"])
+    der = base64.b64decode(doc["active"]["private_key"])
+    marker = bytes([0x04, 0x22, 0x04, 0x20])  # RFC 8410: the 32-byte seed inside PKCS#8
+    at = der.find(marker)
+    assert at >= 0, "not an Ed25519 PKCS#8 document"
+    return doc["active"]["kid"], Ed25519PrivateKey.from_private_bytes(der[at + 4:at + 36])
+
+
+def mint_token(stack, code, key_id, expired=False, extra_claims=None):
+    """An access token exactly like the API's own (revocation epoch 0), signed with the
+    stack's key: optionally expired, with `extra_claims` (e.g. `cnf`) added."""
+    kid, key = signing_key(stack)
+    issued = int(time.time()) - (7200 if expired else 0)
+    claims = {
+        "iss": stack.api_url, "sub": code, "aud": AUDIENCE, "client_id": code, "scope": DEFAULT_SCOPE,
+        "iat": issued, "nbf": issued, "exp": issued + 3600, "jti": uuid.uuid4().hex, "key_id": key_id, "epoch": 0,
+        **(extra_claims or {}),
+    }
+    signing_input = f"{b64url_json({'alg': 'EdDSA', 'typ': 'at+jwt', 'kid': kid})}.{b64url_json(claims)}"
+    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode()))}"

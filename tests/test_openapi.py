@@ -120,7 +120,8 @@ def test_every_route_of_the_template_is_documented():
 
 def test_every_fixed_text_of_the_implementation_is_an_example():
     source = (ROOT / "shared" / "src" / "error.rs").read_text()
-    texts = dict(re.findall(r'pub const (\w+): &str\s*=\s*"((?:[^"\\]|\\.)*)";', source))
+    texts = {name: re.sub(r"\\(.)", r"\1", text)  # the Rust escapes (\") undone
+             for name, text in re.findall(r'pub const (\w+): &str\s*=\s*"((?:[^"\\]|\\.)*)";', source)}
     assert len(texts) >= 15, texts
     doc = load_document()
     sentences = set()
@@ -128,6 +129,10 @@ def test_every_fixed_text_of_the_implementation_is_an_example():
         for body in example_bodies(resolve(doc, response)):
             if "error" in body:  # error envelopes; the introspection examples are not
                 sentences.add(body.get("error_description", body["error"]))
+    # The fixed header values (the WWW-Authenticate challenges) are documented header values.
+    for header in doc["components"]["headers"].values():
+        schema = header["schema"]
+        sentences.update(schema.get("enum", [schema.get("const")]))
     missing = {name: text for name, text in texts.items() if text not in sentences}
     assert not missing, f"fixed texts of shared/src/error.rs without an example in infra/openapi.yaml: {missing}"
 
@@ -439,7 +444,81 @@ def test_unknown_path_is_not_in_the_document(api, stack):
         ("POST", "/customer"),
         ("DELETE", "/customers/DEMO-CUSTOMER"),
         ("POST", "/.well-known/jwks.json"),
+        ("POST", "/.well-known/oauth-protected-resource"),
     ],
 )
 def test_unknown_path_or_method_404(doc, stack, method, path):
     check_not_found(doc, h.http(stack, method, path))
+
+
+# -- DPoP (RFC 9449) and the protected-resource metadata (RFC 9728) ---------------------------
+def dpop_bound(stack, customer, curve="Ed25519"):
+    key = h.ProofKey(curve)
+    return key, h.dpop_access_token(stack, customer.code, customer.api_key, key)
+
+
+@pytest.mark.parametrize("method", ["post", "basic", "json"])
+def test_token_200_dpop(api, doc, stack, customer, method):
+    resp = h.dpop_token(stack, customer.code, customer.api_key, h.ProofKey("P-256"), method=method)
+    check(api, doc, resp, TOKEN, True)
+    assert resp.status_code == 200 and resp.json()["token_type"] == "DPoP"
+
+
+def test_token_400_invalid_dpop_proof_carries_rate_limit_fields(api, doc, stack, customer):
+    resp = check(api, doc, h.dpop_token(stack, customer.code, customer.api_key, proof="not-a-proof"), TOKEN)
+    h.assert_invalid_dpop_proof_400(resp)
+
+
+@pytest.mark.parametrize("path", ["/customer", "/customers/{customer_code}"])
+def test_customer_200_dpop(api, doc, stack, customer, path):
+    key, tok = dpop_bound(stack, customer)
+    resp = check(api, doc, h.dpop_get(stack, tok, key, path.format(customer_code=customer.code)), path, True)
+    assert resp.status_code == 200
+
+
+def test_customer_401_dpop_invalid_token(api, doc, stack, customer):
+    tok = h.access_token(stack, customer.code, customer.api_key)  # unbound
+    resp = check(api, doc, h.dpop_get(stack, tok, h.ProofKey()), "/customer")
+    h.assert_dpop_401(resp, h.DPOP_INVALID_TOKEN)
+
+
+def test_customer_401_dpop_invalid_dpop_proof(api, doc, stack, customer):
+    key, tok = dpop_bound(stack, customer)
+    resp = check(api, doc, h.dpop_get(stack, tok, h.ProofKey()), "/customer")
+    h.assert_dpop_401(resp, h.DPOP_INVALID_PROOF)
+    resp = check(api, doc, h.dpop_get(stack, tok, path=f"/customers/{customer.code}"), "/customers/{customer_code}")
+    h.assert_dpop_401(resp, h.DPOP_INVALID_PROOF)
+
+
+def test_customer_401_bound_token_as_bearer(api, doc, stack, customer):
+    _, tok = dpop_bound(stack, customer)
+    h.assert_bearer_401(check(api, doc, h.get_customer(stack, tok), "/customer"))
+
+
+def test_customer_404_and_429_dpop(api, doc, stack, customer):
+    key, tok = dpop_bound(stack, customer)
+    resp = check(api, doc, h.dpop_get(stack, tok, key, "/customers/SOMEONE-ELSE"), "/customers/{customer_code}")
+    assert resp.status_code == 404
+    h.set_limits(stack, customer.code, api_per_minute=1)
+    h.ensure_window_room()
+    check(api, doc, h.dpop_get(stack, tok, key), "/customer")
+    resp = check(api, doc, h.dpop_get(stack, tok, key), "/customer")
+    assert resp.status_code == 429
+
+
+def test_introspect_200_active_dpop(api, doc, stack, customer):
+    key, tok = dpop_bound(stack, customer, "P-256")
+    resp = check(api, doc, h.introspect(stack, customer.code, customer.api_key, tok), INTROSPECT, True)
+    assert resp.json()["token_type"] == "DPoP" and resp.json()["cnf"] == {"jkt": key.thumbprint}
+
+
+def test_protected_resource_metadata_200(api, doc, stack):
+    path = "/.well-known/oauth-protected-resource"
+    resp = check(api, doc, h.get(stack, path), path, True)
+    assert resp.status_code == 200 and resp.json()["resource"] == stack.api_url
+
+
+def test_authorization_server_metadata_lists_dpop_algs(api, doc, stack):
+    path = "/.well-known/oauth-authorization-server"
+    resp = check(api, doc, h.get(stack, path), path, True)
+    assert resp.json()["dpop_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]

@@ -438,10 +438,11 @@ def test_table_ttl_names_an_attribute_items_carry_at_their_top_level():
     store writes at the top level of the items that expire (the jti markers)."""
     tables = [r for r in load_template()["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]
     assert tables
-    source = (ROOT / "shared" / "src" / "store" / "assertions.rs").read_text()
+    source = (ROOT / "shared" / "src" / "store" / "single_use.rs").read_text()
     marker = re.search(r'pub const MARKER_EXPIRES: &str = "(\w+)";', source).group(1)
-    # The marker item is written with that attribute at its top level.
-    assert "(MARKER_EXPIRES.to_owned(), n(assertion.replay_until))" in source
+    # The marker item (a client assertion's or a DPoP proof's jti) is written with that
+    # attribute at its top level.
+    assert "(MARKER_EXPIRES.to_owned(), n(used.until))" in source
     for table in tables:
         ttl = table["Properties"]["TimeToLiveSpecification"]
         assert ttl == {"AttributeName": marker, "Enabled": True}, ttl
