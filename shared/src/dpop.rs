@@ -102,6 +102,16 @@ pub fn normalized_url(url: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{path}"))
 }
 
+/// A JWT NumericDate (RFC 7519 §2): seconds, possibly fractional (then rounded down).
+fn numeric_date(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let seconds = value.as_f64()?;
+        // Truncation is the intent; the range check keeps the cast exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        (seconds.is_finite() && (0.0..1.0e15).contains(&seconds)).then_some(seconds as u64)
+    })
+}
+
 fn claim<'a>(jws: &'a Jws, name: &'static str) -> Result<&'a str, &'static str> {
     jws.claims.get(name).and_then(Value::as_str).ok_or(name)
 }
@@ -142,7 +152,7 @@ pub fn verify(compact: &str, expected: &Expected<'_>) -> Result<Proof, &'static 
     if htu.is_none() || htu != normalized_url(expected.url) {
         return Err("htu");
     }
-    let iat = jws.claims.get("iat").and_then(Value::as_u64).ok_or("iat")?;
+    let iat = jws.claims.get("iat").and_then(numeric_date).ok_or("iat")?;
     if iat.abs_diff(expected.now) > IAT_WINDOW_SECONDS {
         return Err("iat outside the window");
     }
@@ -203,6 +213,10 @@ mod tests {
         let claims = with(claims(), "htu", "HTTPS://API.test:443/customer?x=1".into());
         let proof = key.sign(&header, &claims);
         assert!(verify(&proof, &expected(None)).is_ok());
+        // A fractional NumericDate is rounded down.
+        let fractional = with(self::claims(), "iat", (NOW as f64 + 0.75).into());
+        let verified = verify(&key.sign(&header, &fractional), &expected(Some("tok"))).unwrap();
+        assert_eq!(verified.iat, NOW);
     }
 
     #[test]
@@ -236,6 +250,11 @@ mod tests {
             (good.clone(), with(claims(), "iat", (NOW - 301).into())),
             (good.clone(), with(claims(), "iat", (NOW + 301).into())),
             (good.clone(), with(claims(), "iat", "now".into())),
+            (good.clone(), with(claims(), "iat", (-1.5).into())),
+            (
+                good.clone(),
+                with(claims(), "iat", (NOW as f64 + 301.5).into()),
+            ),
             (good.clone(), with(claims(), "iat", Value::Null)),
             (good.clone(), with(claims(), "jti", Value::Null)),
             (good.clone(), with(claims(), "jti", "".into())),
