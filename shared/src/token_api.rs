@@ -301,7 +301,7 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             Some(hash) => Credential::ApiKey { id: &key_id, hash },
             None => Credential::Jwk { key_id: &key_id },
         };
-        let uses: Vec<SingleUse<'_>> = assertion
+        let mut uses: Vec<SingleUse<'_>> = assertion
             .iter()
             .map(|(jti, until)| SingleUse {
                 kind: UseKind::Assertion,
@@ -327,13 +327,22 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             auth.await
         };
         // A replayed proof fails the request but, the client having authenticated, it is
-        // counted like any other (nothing else happens: the effect is not applied).
+        // counted like any other, and its assertion is used up (nothing else happens: the
+        // effect is not applied).
         let proof_replayed = matches!(auth, Ok(TokenAuth::Replayed(UseKind::DpopProof)));
         if proof_replayed {
-            auth = self
-                .store
-                .authorize_token(&code, credential, Effect::Count, now, limit)
-                .await;
+            uses.retain(|used| used.kind != UseKind::DpopProof);
+            auth = if uses.is_empty() {
+                let auth = self
+                    .store
+                    .authorize_token(&code, credential, Effect::Count, now, limit);
+                auth.await
+            } else {
+                let auth =
+                    self.store
+                        .authorize_once(&code, credential, &uses, Effect::Count, now, limit);
+                auth.await
+            };
         }
         match auth {
             Ok(TokenAuth::Granted { customer, rate }) => Ok(Authenticated {

@@ -628,3 +628,66 @@ async fn on_dynamodb_one_round_trip_and_a_replayed_proof_wins_once() {
         "every authenticated request counted"
     );
 }
+
+#[tokio::test]
+async fn private_key_jwt_with_dpop_binds_the_token_and_a_replayed_proof_uses_up_the_assertion() {
+    let f = Fixture::new();
+    let client_key = ProofKey::es256();
+    let key_id = client_key.key_id();
+    let mut customer = f.store.get(&f.code()).unwrap();
+    customer.keys.insert(
+        key_id.clone(),
+        shared::model::StoredKey {
+            hash: None,
+            created_at: NOW - 10,
+            expires_at: None,
+        },
+    );
+    f.store.put(customer);
+    f.store.put_jwk(&f.code(), &key_id, &client_key.jwk);
+    let assertion = || {
+        client_key.sign(
+            &json!({"alg": "ES256", "kid": key_id}),
+            &json!({"iss": CODE, "sub": CODE, "aud": TOKEN_URL, "iat": NOW, "exp": NOW + 60,
+                    "jti": fresh_jti()}),
+        )
+    };
+    let form = |assertion: &str| {
+        format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion={assertion}",
+            "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        )
+    };
+    let send = |assertion: String, proof: String| {
+        let request = request(
+            "POST",
+            "/auth/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("dpop", &proof),
+            ],
+            Body::Text(form(&assertion)),
+        );
+        call(&f.token, request, NOW)
+    };
+    let proof_key = ProofKey::ed25519();
+    let proof = proof_key.proof_for("POST", TOKEN_URL, None, NOW);
+    let response = send(assertion(), proof.clone()).await;
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let token = json(&response)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(segment(&token, 1)["key_id"], key_id.as_str());
+    assert_eq!(segment(&token, 1)["cnf"]["jkt"], proof_key.thumbprint());
+    // A fresh assertion with the used proof: 400, counted, and that assertion is used up.
+    let fresh = assertion();
+    let before = token_count(&f);
+    let response = send(fresh.clone(), proof).await;
+    assert_oauth(
+        &response,
+        400,
+        "invalid_dpop_proof",
+        text::INVALID_DPOP_PROOF,
+    );
+    assert_eq!(token_count(&f), before + 1);
+    let response = send(fresh, proof_key.proof_for("POST", TOKEN_URL, None, NOW)).await;
+    assert_oauth(&response, 401, "invalid_client", text::INVALID_CLIENT);
+}
