@@ -7,6 +7,7 @@
 mod common;
 
 use aws_lc_rs::signature::{self, KeyPair};
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::moto;
@@ -30,6 +31,32 @@ struct Row {
     status: u16,
     dynamodb: usize,
     secrets: usize,
+    /// Capacity units of the DynamoDB calls made, by the pricing rules.
+    capacity: String,
+}
+
+/// Capacity units of `operations` by DynamoDB's pricing rules for items under 1 KB
+/// (`main` checks the bench's items are): a write 1 WCU (also when its condition fails), a
+/// transactional write 2 WCU per item, a strongly consistent read 1 RCU per item.
+fn capacity(operations: &[String]) -> String {
+    let (mut wcu, mut rcu) = (0, 0);
+    for operation in operations {
+        let (name, items) = operation
+            .split_once('×')
+            .map_or((operation.as_str(), 1), |(n, i)| (n, i.parse().unwrap()));
+        match name {
+            "UpdateItem" | "PutItem" => wcu += 1,
+            "TransactWriteItems" => wcu += 2 * items,
+            "GetItem" | "BatchGetItem" => rcu += items,
+            other => panic!("no pricing rule for {other}"),
+        }
+    }
+    match (wcu, rcu) {
+        (0, 0) => "—".to_owned(),
+        (w, 0) => format!("{w} WCU"),
+        (0, r) => format!("{r} RCU"),
+        (w, r) => format!("{w} WCU + {r} RCU"),
+    }
 }
 
 async fn measure<A: Api>(
@@ -40,12 +67,14 @@ async fn measure<A: Api>(
     case: &'static str,
 ) -> Row {
     let (db, sm) = (counters.0.get(), counters.1.get());
+    let seen = counters.0.operations().len();
     let status = api.handle(request, now).await.response.status().as_u16();
     Row {
         case,
         status,
         dynamodb: counters.0.get() - db,
         secrets: counters.1.get() - sm,
+        capacity: capacity(&counters.0.operations()[seen..]),
     }
 }
 
@@ -87,7 +116,7 @@ async fn calls_per_request() -> Vec<Row> {
         &config,
     );
     let dpop_customer_api = CustomerApi::new(
-        DynamoStore::new(db, &table),
+        DynamoStore::new(db.clone(), &table),
         SecretsManagerSource::new(sm, verification),
         &config,
     );
@@ -283,7 +312,31 @@ async fn calls_per_request() -> Vec<Row> {
         warm_customer: &customer_api,
     };
     rows.extend(dpop_rows(dpop, &store, counters, now).await);
+    // The capacity column assumes items under 1 KB: check every item the bench wrote.
+    let items = db.scan().table_name(&table).send().await.unwrap();
+    let largest = items.items().iter().map(item_size).max().unwrap();
+    assert!(
+        largest < 1024,
+        "an item of {largest} bytes: the 1 KB pricing rule is off"
+    );
+    println!("\nLargest item in the table: {largest} bytes (DynamoDB's item size, upper bound)");
     rows
+}
+
+/// An upper bound of DynamoDB's size of an item: names and values in bytes, numbers at one
+/// byte per digit, 3 bytes per map or list plus 1 per element.
+fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>()
+            }
+            AttributeValue::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
 }
 
 struct DpopApis<'a, K: shared::keys::KeySource> {
@@ -685,12 +738,14 @@ fn main() {
         .build()
         .unwrap();
     let rows = rt.block_on(calls_per_request());
-    println!("\n| Route and outcome | Status | DynamoDB calls | Secrets Manager calls |");
-    println!("|---|---|---|---|");
+    println!(
+        "\n| Route and outcome | Status | DynamoDB calls | Capacity (pricing rules) | Secrets Manager calls |"
+    );
+    println!("|---|---|---|---|---|");
     for row in &rows {
         println!(
-            "| {} | {} | {} | {} |",
-            row.case, row.status, row.dynamodb, row.secrets
+            "| {} | {} | {} | {} | {} |",
+            row.case, row.status, row.dynamodb, row.capacity, row.secrets
         );
     }
     println!("\n| Handler work without I/O (in-memory store) | Mean per request |");

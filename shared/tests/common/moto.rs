@@ -68,14 +68,42 @@ pub fn endpoint() -> String {
         .clone()
 }
 
-/// Counts the SDK calls a client makes.
+/// Counts the SDK calls a client makes, and names each DynamoDB call it sends
+/// (`UpdateItem`, `TransactWriteItems×2`: the operation and, for batches and transactions,
+/// the number of items).
 #[derive(Debug, Default, Clone)]
-pub struct CallCounter(Arc<AtomicUsize>);
+pub struct CallCounter(Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>);
 
 impl CallCounter {
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// The operations sent so far.
+    pub fn operations(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
+    }
+}
+
+/// `Operation` or `Operation×items` of a DynamoDB request (`X-Amz-Target` and JSON body).
+fn operation(request: &aws_smithy_runtime_api::http::Request) -> Option<String> {
+    let target = request.headers().get("x-amz-target")?;
+    let name = target.rsplit('.').next()?.to_owned();
+    let body: serde_json::Value = serde_json::from_slice(request.body().bytes()?).ok()?;
+    let items = match name.as_str() {
+        "TransactWriteItems" => body["TransactItems"].as_array().map(Vec::len),
+        "BatchGetItem" => body["RequestItems"].as_object().map(|tables| {
+            tables
+                .values()
+                .map(|t| t["Keys"].as_array().map_or(0, Vec::len))
+                .sum()
+        }),
+        _ => None,
+    };
+    Some(match items {
+        Some(n) => format!("{name}×{n}"),
+        None => name,
+    })
 }
 
 impl aws_sdk_dynamodb::config::Intercept for CallCounter {
@@ -91,6 +119,18 @@ impl aws_sdk_dynamodb::config::Intercept for CallCounter {
         _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if let Some(name) = operation(context.request()) {
+            self.1.lock().unwrap().push(name);
+        }
         Ok(())
     }
 }
