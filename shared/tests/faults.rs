@@ -789,3 +789,85 @@ async fn the_sdk_budget_stays_below_the_lambda_timeout() {
         );
     }
 }
+
+/// A DPoP write whose answer is lost after it committed: the SDK retries it, and the retry
+/// must not read the request's own `jti` marker as a replay. Both paths: an instance's first
+/// request (marker `PutItem`, then the count) and the steady state (`TransactWriteItems`).
+/// The client retries after 10 ms (the production backoff of up to 1 s would make the test
+/// slow, not different).
+#[tokio::test]
+async fn a_lost_answer_to_a_dpop_write_is_retried_without_looking_like_a_replay() {
+    let (seed, _) = moto::dynamodb();
+    let table = moto::table(&seed).await;
+    let created = test_util::customer(CODE, NOW - 100);
+    DynamoStore::new(seed, &table)
+        .create(&created.customer)
+        .await
+        .unwrap();
+    let form = format!(
+        "grant_type=client_credentials&client_id={CODE}&client_secret={}",
+        created.api_key.expose()
+    );
+    let server = FaultServer::start(&moto::endpoint());
+    let calls = SdkCounter::default();
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(server.endpoint())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "faults",
+        ))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(500))
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .interceptor(calls.clone())
+        .build();
+    let mut doc = KeyDocument::default();
+    doc.rotate(NOW - 1000).unwrap();
+    let token = TokenApi::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &table),
+        Arc::new(shared::keys::MemoryKeySource::new(doc)),
+        &config(),
+    );
+    let key = test_util::ProofKey::ed25519();
+    let url = "https://api.test/auth/token";
+    let send = |proof: Option<String>| {
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        headers.extend(proof.as_deref().map(|p| ("dpop", p)));
+        call(
+            &token,
+            request("POST", "/auth/token", &headers, Body::Text(form.clone())),
+            NOW,
+        )
+    };
+    // Opens the window: the next request is the instance's first DPoP one.
+    assert_eq!(send(None).await.status(), 200);
+    for path in ["two calls (no image yet)", "one transaction"] {
+        let before = calls.snapshot();
+        server.set(Fault::LoseAnswer);
+        let response = send(Some(key.proof_for("POST", url, None, NOW))).await;
+        assert_eq!(response.status(), 200, "{path}: {}", text(&response));
+        assert_eq!(json(&response)["token_type"], "DPoP", "{path}");
+        let (operations, attempts) = calls.since(before);
+        assert!(
+            attempts > operations,
+            "{path}: the lost answer was retried ({operations} operations, {attempts} attempts)"
+        );
+    }
+    // A real replay is still one.
+    let proof = key.proof_for("POST", url, None, NOW);
+    assert_eq!(send(Some(proof.clone())).await.status(), 200);
+    assert_oauth(
+        &send(Some(proof)).await,
+        400,
+        "invalid_dpop_proof",
+        "The DPoP proof is invalid.",
+    );
+}

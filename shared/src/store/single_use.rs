@@ -105,23 +105,37 @@ struct Marker {
     values: HashMap<String, AttributeValue>,
 }
 
-impl Marker {
-    /// A marker whose time is over may be reused (TTL deletes lazily).
-    const CONDITION: &'static str = "attribute_not_exists(#pk) OR #x < :now";
+/// Attribute of a marker item: the request that wrote it.
+const MARKER_REQUEST: &str = "request";
 
-    fn new(code: &CustomerCode, used: SingleUse<'_>, now: u64) -> Self {
+impl Marker {
+    /// A marker whose time is over may be reused (TTL deletes lazily); one the same request
+    /// wrote is its own (an SDK retry after a lost answer must not look like a replay).
+    const CONDITION: &'static str = "attribute_not_exists(#pk) OR #x < :now OR #r = :r";
+
+    fn new(code: &CustomerCode, used: SingleUse<'_>, now: u64, request: &str) -> Self {
         Self {
             item: HashMap::from([
                 (item::CODE.to_owned(), s(&marker_key(code, used))),
                 (MARKER_EXPIRES.to_owned(), n(used.until)),
+                (MARKER_REQUEST.to_owned(), s(request)),
             ]),
             names: HashMap::from([
                 ("#pk".to_owned(), item::CODE.to_owned()),
                 ("#x".to_owned(), MARKER_EXPIRES.to_owned()),
+                ("#r".to_owned(), MARKER_REQUEST.to_owned()),
             ]),
-            values: HashMap::from([(":now".to_owned(), n(now))]),
+            values: HashMap::from([(":now".to_owned(), n(now)), (":r".to_owned(), s(request))]),
         }
     }
+}
+
+/// 128 random bits in hex: a request's id on its markers, a transaction's idempotency token.
+fn random_id() -> Result<String, StoreError> {
+    let mut raw = [0u8; 16];
+    crate::api_key::random_bytes(&mut raw)
+        .map_err(|_| StoreError::Unavailable("random source failed".into()))?;
+    Ok(hex(&raw))
 }
 
 /// How a transaction ended.
@@ -230,6 +244,7 @@ impl DynamoStore {
             default_limit,
             ..
         } = request;
+        let id = random_id()?;
         for _ in 0..OPTIMISTIC_ROUNDS {
             let Some(image) = self.cache()?.images.get(code.as_str()).cloned() else {
                 break;
@@ -244,7 +259,7 @@ impl DynamoStore {
                 // refusal is judged on the current item.
                 _ => break,
             };
-            match self.transact(request, &image, uses, admission).await? {
+            match self.transact(request, &image, uses, admission, &id).await? {
                 Outcome::Written(new) => {
                     let customer = from_item(&new)?;
                     self.remember(code, Some(new))?;
@@ -265,7 +280,7 @@ impl DynamoStore {
                 }
             }
         }
-        self.burn_then_count(request, uses).await
+        self.burn_then_count(request, uses, &id).await
     }
 
     /// Without a usable image: the markers first (a replay stops there, counting nothing),
@@ -276,9 +291,10 @@ impl DynamoStore {
         &self,
         request: Counted<'_>,
         uses: &[SingleUse<'_>],
+        id: &str,
     ) -> Result<Counting, StoreError> {
         for used in uses {
-            let marker = Marker::new(request.code, *used, request.now);
+            let marker = Marker::new(request.code, *used, request.now, id);
             let burned = self
                 .client
                 .put_item()
@@ -306,13 +322,16 @@ impl DynamoStore {
         Ok(Counting::Judged(judgement, customer.map(Box::new)))
     }
 
-    /// One `TransactWriteItems`: the count against `image`, and a marker per id.
+    /// One `TransactWriteItems`: the count against `image`, and a marker per id, written by
+    /// request `id`. Its idempotency token makes an SDK retry of a transaction that did
+    /// commit (its answer lost) a success that changes nothing.
     async fn transact(
         &self,
         request: Counted<'_>,
         image: &Item,
         uses: &[SingleUse<'_>],
         admission: Admission,
+        id: &str,
     ) -> Result<Outcome, StoreError> {
         let Counted {
             code,
@@ -380,9 +399,10 @@ impl DynamoStore {
         let mut transaction = self
             .client
             .transact_write_items()
+            .client_request_token(random_id()?)
             .transact_items(TransactWriteItem::builder().update(count).build());
         for used in uses {
-            let marker = Marker::new(code, *used, now);
+            let marker = Marker::new(code, *used, now, id);
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(marker.item))

@@ -29,6 +29,9 @@ pub enum Fault {
     Unreachable,
     /// Read the request and never answer.
     Hang,
+    /// Forward the request (it takes effect) but lose the answer, as a dropped connection
+    /// would; then heal, so the client's retry gets through.
+    LoseAnswer,
     /// Answer every request with this response.
     Respond(Canned),
 }
@@ -40,6 +43,7 @@ impl Fault {
             Self::Healthy => "healthy".into(),
             Self::Unreachable => "unreachable".into(),
             Self::Hang => "no answer (slower than the SDK timeout)".into(),
+            Self::LoseAnswer => "request applied, answer lost".into(),
             Self::Respond(canned) => {
                 let kind = canned
                     .headers
@@ -313,6 +317,12 @@ fn serve(mut conn: TcpStream, shared: &Shared) {
         }
         Fault::Hang => {
             // Never answer: wait until the client gives up (or HOLD passes).
+            let mut sink = [0u8; 1024];
+            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        Fault::LoseAnswer => {
+            let _ = forward(&request, shared.upstream);
+            shared.lock().fault = Fault::Healthy;
             let mut sink = [0u8; 1024];
             while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
         }
