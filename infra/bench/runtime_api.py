@@ -56,6 +56,9 @@ sys.path.insert(0, str(ROOT / "infra" / "local"))
 
 from stack import REGION, SIGNING_SECRET, TABLE, VENV_BIN, Stack, free_port  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from e2e_helpers import ProofKey  # noqa: E402  (DPoP proofs, also used by the e2e tests)
+
 RELEASE = ROOT / "target" / "release"
 ADMIN = ROOT / "target" / "debug" / "customer-admin"
 STATE_DIR = ROOT / ".local" / "bench"
@@ -244,14 +247,34 @@ def lookup_event(access_token):
     return rest_event("GET", "/customer", {"Authorization": f"Bearer {access_token}"})
 
 
-def soak_cases(name, code, key, access_token):
-    """The soak's request mix, cycled: [(label, expected status, event)]. Refusals as well as
-    successes, so what a leak would need (error paths, the 404 fallback) runs as often."""
+def dpop_token_event(code, key, issuer, proof_key, **proof_changes):
+    """A client_secret_post token request with a DPoP proof made now."""
+    form = f"grant_type=client_credentials&client_id={code}&client_secret={key}"
+    proof = proof_key.proof("POST", f"{issuer}/auth/token", **proof_changes)
+    return rest_event("POST", "/auth/token", {"Content-Type": "application/x-www-form-urlencoded", "DPoP": proof},
+                      form)
+
+
+def dpop_lookup_event(bound_token, issuer, proof_key, **proof_changes):
+    """GET /customer with a DPoP-bound token and a proof made now."""
+    proof = proof_key.proof("GET", f"{issuer}/customer", access_token=bound_token, **proof_changes)
+    return rest_event("GET", "/customer", {"Authorization": f"DPoP {bound_token}", "DPoP": proof})
+
+
+def soak_cases(name, code, key, access_token, dpop):
+    """The soak's request mix, cycled: [(label, expected status, event)], where an event may be
+    a function making a fresh one (a DPoP proof is single use). Refusals as well as successes,
+    so what a leak would need (error paths, the 404 fallback, replay markers) runs as often.
+    `dpop`: (issuer, proof key, a token bound to it)."""
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     bearer = {"Authorization": f"Bearer {access_token}"}
+    issuer, proof_key, bound_token = dpop
     if name == "token":
         basic = "Basic " + base64.b64encode(f"{code}:{key}".encode()).decode()
         return [
+            ("200 DPoP", 200, lambda: dpop_token_event(code, key, issuer, proof_key)),
+            ("400 DPoP proof for another method", 400,
+             dpop_token_event(code, key, issuer, proof_key, claims={"htm": "GET"})),
             ("200 client_secret_post", 200, token_event(code, key)),
             ("200 client_secret_basic", 200, rest_event("POST", "/auth/token", {**form, "Authorization": basic},
                                                         "grant_type=client_credentials")),
@@ -259,6 +282,9 @@ def soak_cases(name, code, key, access_token):
             ("400 unsupported grant", 400, rest_event("POST", "/auth/token", form, "grant_type=password")),
         ]
     return [
+        ("200 DPoP /customer", 200, lambda: dpop_lookup_event(bound_token, issuer, proof_key)),
+        ("401 DPoP proof with a wrong ath", 401,
+         dpop_lookup_event(bound_token, issuer, proof_key, claims={"ath": "x"})),
         ("200 /customer", 200, lookup_event(access_token)),
         ("200 /customers/{code} via /v1", 200, rest_event("GET", f"/customers/{code}", bearer,
                                                           resource="/customers/{customer_code}",
@@ -420,6 +446,22 @@ class Bench:
         }
         return bodies[-1]
 
+    def bound_token(self, code, key, dpop):
+        """A DPoP-bound access token from a token function process of its own."""
+        issuer, proof_key, _ = dpop
+        process, api, *_ = self.start("token")
+        try:
+            kind, body, _, _ = api.invoke(dpop_token_event(code, key, issuer, proof_key))
+        finally:
+            stop_process(process)
+            api.close()
+        if status_of(kind, body) != 200:
+            raise RuntimeError(f"token: no DPoP-bound token: {body[:300]!r}")
+        token = json.loads(json.loads(body)["body"])
+        if token["token_type"] != "DPoP":
+            raise RuntimeError(f"token: asked for DPoP, got {token['token_type']!r}")
+        return token["access_token"]
+
     def soak(self, name, cases):
         """--soak requests through one fresh process, cycling `cases`; every answer must have
         its expected status. Records VmHWM after --soak-warmup requests and at the end."""
@@ -431,10 +473,14 @@ class Bench:
         try:
             for i in range(total):
                 label, expected, event = cases[i % len(cases)]
-                kind, body, _, _ = api.invoke(event)
+                kind, body, _, _ = api.invoke(event() if callable(event) else event)
                 status = status_of(kind, body)
                 if status != expected:
-                    raise RuntimeError(f"{name} soak, request {i + 1} ({label}): {status}: {body[:300]!r}")
+                    try:
+                        answer = json.loads(body).get("body")
+                    except (ValueError, AttributeError):
+                        answer = body[:300]
+                    raise RuntimeError(f"{name} soak, request {i + 1} ({label}): {status}: {answer!r}")
                 counts[label] += 1
                 if i + 1 == warmup:
                     peak_warm, rss_warm = proc_status(process.pid, "VmHWM"), proc_status(process.pid, "VmRSS")
@@ -602,9 +648,11 @@ class Bench:
             if "customer" in self.args.functions:
                 self.run_function("customer", lookup_event(access_token))
             if self.args.soak:
+                dpop = (stack.api_url, ProofKey(), None)
+                dpop = (*dpop[:2], self.bound_token(code, key, dpop))
                 for name in self.args.functions:
                     print(f"soak: {self.args.soak} requests through {name}", file=sys.stderr, flush=True)
-                    self.soak(name, soak_cases(name, code, key, access_token))
+                    self.soak(name, soak_cases(name, code, key, access_token, dpop))
             if self.args.watch_requests:
                 self.watch(self.args.watch_requests, access_token)
         finally:
