@@ -23,12 +23,13 @@ _lock = threading.Lock()
 
 def _cheap_transaction_backups():
     """moto's TransactWriteItems backs up every table it touches with `copy.deepcopy` of the
-    whole table, once per item, so each transaction costs time in proportion to the table:
-    after a few thousand single-use markers (DPoP proofs, client assertions) a transaction took
-    over 2 s, past the functions' SDK timeout. Real DynamoDB has no such cost. Under the global
-    lock nothing else changes the table during a transaction, so the backup only needs the
-    items the transaction writes: a shallow copy of the table and its item map, with those
-    items deep-copied. Rollback (moto puts the backup in place) is unchanged."""
+    whole table (once per item) and, on failure, swaps the copy in. Each transaction so cost
+    time and memory in proportion to the table, and the copies were never freed: after a few
+    thousand single-use markers (DPoP proofs, client assertions) a transaction took over 2 s,
+    past the functions' SDK timeout, and the emulator grew by gigabytes. Real DynamoDB has no
+    such cost. Under the global lock nothing else changes a table during a transaction, so
+    here the backup is only the items the transaction writes: moto's "copy" of the table is
+    the table itself, and a failed transaction puts those items back as they were."""
     import copy
     import types
 
@@ -36,38 +37,41 @@ def _cheap_transaction_backups():
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    touched = threading.local()
+    active = threading.local()
     real_deepcopy = copy.deepcopy
 
     def backup(obj, memo=None):
-        keys = getattr(touched, "keys", None)
-        if not isinstance(obj, Table) or keys is None or obj.range_key_attr is not None:
-            return real_deepcopy(obj, memo)
-        clone = copy.copy(obj)
-        clone.items = copy.copy(obj.items)
-        for hash_value in keys.get(obj.name, ()):
-            if hash_value in obj.items:
-                clone.items[hash_value] = real_deepcopy(obj.items[hash_value])
-        return clone
+        if isinstance(obj, Table) and getattr(active, "on", False) and obj.range_key_attr is None:
+            return obj
+        return real_deepcopy(obj, memo)
 
     models.copy = types.SimpleNamespace(**{**vars(copy), "deepcopy": backup})
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
-        keys = {}
+        saved = {}
         for entry in transact_items:
             _, op = next(iter(entry.items()))
             table = self.tables.get(op.get("TableName"))
-            if table is None:
-                continue
             key = op.get("Key") or op.get("Item") or {}
-            if table.hash_key_attr in key:
-                keys.setdefault(table.name, set()).add(DynamoType(key[table.hash_key_attr]))
-        touched.keys = keys
+            if table is None or table.range_key_attr is not None or table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            before = table.items.get(hash_value)
+            saved[(table.name, hash_value)] = None if before is None else real_deepcopy(before)
+        active.on = True
         try:
             return original(self, transact_items)
+        except Exception:
+            for (name, hash_value), before in saved.items():
+                items = self.tables[name].items
+                if before is None:
+                    items.pop(hash_value, None)
+                else:
+                    items[hash_value] = before
+            raise
         finally:
-            touched.keys = None
+            active.on = False
 
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
