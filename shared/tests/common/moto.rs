@@ -86,7 +86,7 @@ impl CallCounter {
 }
 
 /// `Operation` or `Operation×items` of a DynamoDB request (`X-Amz-Target` and JSON body).
-fn operation(request: &aws_smithy_runtime_api::http::Request) -> Option<String> {
+fn operation(request: &aws_sdk_dynamodb::config::http::HttpRequest) -> Option<String> {
     let target = request.headers().get("x-amz-target")?;
     let name = target.rsplit('.').next()?.to_owned();
     let body: serde_json::Value = serde_json::from_slice(request.body().bytes()?).ok()?;
