@@ -451,6 +451,13 @@ async fn dpop_rows<K: shared::keys::KeySource + 'static>(
     for (proof, case) in lookup_cases {
         rows.push(measure(apis.customer, lookup(&proof), now, counters, case).await);
     }
+    let _ = apis
+        .customer
+        .handle(get_with_token("/customer", &bearer), now)
+        .await;
+    let proof = key.proof_for("GET", CUSTOMER_URL, Some(&token), now);
+    let case = "lookup 200 DPoP, right after a Bearer lookup of the customer";
+    rows.push(measure(apis.customer, lookup(&proof), now, counters, case).await);
     rows
 }
 

@@ -561,10 +561,27 @@ async fn on_dynamodb_one_round_trip_and_a_replayed_proof_wins_once() {
         cost.push(calls.get() - before);
     }
     assert_eq!(cost, [2, 1, 1], "DynamoDB calls per DPoP lookup");
+    // Bearer and DPoP lookups of one customer on one instance: still one call each.
+    let mut cost = Vec::new();
+    for _ in 0..3 {
+        let before = calls.get();
+        let response = call(&customer_api, get_with_token("/customer", &bearer), NOW).await;
+        assert_eq!(response.status(), 200);
+        let proof = key.proof_for("GET", CUSTOMER_URL, Some(&token), NOW);
+        let request = resource_request("/customer", "DPoP", &token, &[&proof]);
+        let response = call(&customer_api, request, NOW).await;
+        assert_eq!(response.status(), 200, "{}", text(&response));
+        cost.push(calls.get() - before);
+    }
+    assert_eq!(
+        cost,
+        [2, 2, 2],
+        "one Bearer and one DPoP lookup: one call each"
+    );
     let stored = seed.get(&code).await.unwrap().unwrap();
     assert_eq!(
         (stored.token_counter.count, stored.api_counter.count),
-        (4, 4)
+        (4, 10)
     );
 
     // Two fresh instances (one with a warm image, one cold), 30 parallel requests with ONE
@@ -594,7 +611,7 @@ async fn on_dynamodb_one_round_trip_and_a_replayed_proof_wins_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, [[200].as_slice(), &[401; 29]].concat());
     let stored = seed.get(&code).await.unwrap().unwrap();
-    assert_eq!(stored.api_counter.count, 5, "the replays counted nothing");
+    assert_eq!(stored.api_counter.count, 11, "the replays counted nothing");
 
     // The same at the token endpoint: one token; the replays are 400 and counted (the
     // client authenticated).

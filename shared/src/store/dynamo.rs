@@ -217,18 +217,8 @@ impl DynamoStore {
         }
     }
 
-    /// Counts one request; returns the judgement that ended it and the item it saw.
-    pub(super) async fn count(
-        &self,
-        request: Counted<'_>,
-    ) -> Result<(Judgement, Option<Customer>), StoreError> {
-        self.count_seen(request)
-            .await
-            .map(|(judgement, customer, _)| (judgement, customer))
-    }
-
-    /// [`DynamoStore::count`] that also returns the raw item: the image after the write, or
-    /// the current one that refused it.
+    /// Counts one request; returns the judgement that ended it, the customer it saw and the
+    /// raw item: the image after the write, or the current one that refused it.
     pub(super) async fn count_seen(
         &self,
         request: Counted<'_>,
@@ -341,8 +331,8 @@ impl CustomerStore for DynamoStore {
         now: u64,
         default_limit: u64,
     ) -> Result<TokenAuth, StoreError> {
-        let (judgement, item) = self
-            .count(Counted {
+        let (judgement, item, image) = self
+            .count_seen(Counted {
                 code,
                 bucket: Bucket::Token,
                 credential: key,
@@ -351,6 +341,7 @@ impl CustomerStore for DynamoStore {
                 default_limit,
             })
             .await?;
+        self.refresh_image(code, image)?;
         Ok(token_outcome(judgement, item, now))
     }
 
@@ -361,8 +352,8 @@ impl CustomerStore for DynamoStore {
         now: u64,
         default_limit: u64,
     ) -> Result<Lookup, StoreError> {
-        let (judgement, item) = self
-            .count(Counted {
+        let (judgement, item, image) = self
+            .count_seen(Counted {
                 code,
                 bucket: Bucket::Api,
                 credential: key,
@@ -371,6 +362,7 @@ impl CustomerStore for DynamoStore {
                 default_limit,
             })
             .await?;
+        self.refresh_image(code, image)?;
         Ok(lookup_outcome(judgement, item, now))
     }
 }

@@ -230,6 +230,21 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// After a plain counting write: keeps a cached image of `code` current, so a customer
+    /// mixing Bearer and DPoP (or secrets and assertions) on one instance still gets one
+    /// round trip per single-use request. Customers not cached stay uncached.
+    pub(super) fn refresh_image(
+        &self,
+        code: &CustomerCode,
+        image: Option<Item>,
+    ) -> Result<(), StoreError> {
+        let mut cache = self.cache()?;
+        if cache.images.contains_key(code.as_str()) {
+            cache.set_image(code, image);
+        }
+        Ok(())
+    }
+
     /// Counts `request` and burns `uses`, see the module docs.
     pub(super) async fn count_once(
         &self,
