@@ -315,34 +315,21 @@ impl<S: CustomerStore, K: KeySource> TokenApi<S, K> {
             }))
             .collect();
         let limit = self.token_limit;
-        let mut auth = if uses.is_empty() {
-            let auth = self
-                .store
-                .authorize_token(&code, credential, effect, now, limit);
-            auth.await
-        } else {
-            let auth = self
-                .store
-                .authorize_once(&code, credential, &uses, effect, now, limit);
-            auth.await
-        };
+        // Without single-use ids the stores make the plain counting write.
+        let mut auth = self
+            .store
+            .authorize_once(&code, credential, &uses, effect, now, limit)
+            .await;
         // A replayed proof fails the request but, the client having authenticated, it is
         // counted like any other, and its assertion is used up (nothing else happens: the
         // effect is not applied).
         let proof_replayed = matches!(auth, Ok(TokenAuth::Replayed(UseKind::DpopProof)));
         if proof_replayed {
             uses.retain(|used| used.kind != UseKind::DpopProof);
-            auth = if uses.is_empty() {
-                let auth = self
-                    .store
-                    .authorize_token(&code, credential, Effect::Count, now, limit);
-                auth.await
-            } else {
-                let auth =
-                    self.store
-                        .authorize_once(&code, credential, &uses, Effect::Count, now, limit);
-                auth.await
-            };
+            auth = self
+                .store
+                .authorize_once(&code, credential, &uses, Effect::Count, now, limit)
+                .await;
         }
         match auth {
             Ok(TokenAuth::Granted { customer, rate }) => Ok(Authenticated {

@@ -138,7 +138,7 @@ pub trait CustomerStore: Send + Sync {
 
     /// [`CustomerStore::authorize_token`] that also burns `uses` (an assertion's `jti`, a
     /// DPoP proof's `jti`): one that was used before makes it `Replayed`, counting nothing.
-    /// One round trip in the steady state.
+    /// One round trip in the steady state; with no `uses`, exactly `authorize_token`.
     fn authorize_once(
         &self,
         code: &CustomerCode,
