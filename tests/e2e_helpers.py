@@ -570,7 +570,8 @@ def assert_invalid_dpop_proof_400(resp, remaining=None, limit=SUITE_TOKEN_LIMIT)
 
 # -- tokens the API did not issue just now ---------------------------------------------------
 def signing_key(stack):
-    """The stack's active signing key: (kid, Ed25519PrivateKey)."""
+    """The stack's active signing key: (kid, Ed25519PrivateKey). The seed is found inside the
+    PKCS#8 document whether v1 or v2 (RFC 8410; `cryptography` does not parse v2)."""
     import boto3
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from stack import REGION, SIGNING_SECRET
@@ -587,10 +588,12 @@ def signing_key(stack):
     return doc["active"]["kid"], Ed25519PrivateKey.from_private_bytes(der[at + 4:at + 36])
 
 
-def mint_token(stack, code, key_id, expired=False, extra_claims=None):
+def mint_token(stack, code, key_id, expired=False, extra_claims=None, private=None):
     """An access token exactly like the API's own (revocation epoch 0), signed with the
-    stack's key: optionally expired, with `extra_claims` (e.g. `cnf`) added."""
+    stack's key (or `private`, another Ed25519 key, under the stack key's kid): optionally
+    expired, with `extra_claims` (e.g. `cnf`) added."""
     kid, key = signing_key(stack)
+    key = private or key
     issued = int(time.time()) - (7200 if expired else 0)
     claims = {
         "iss": stack.api_url, "sub": code, "aud": AUDIENCE, "client_id": code, "scope": DEFAULT_SCOPE,

@@ -1,6 +1,5 @@
 """GET /customer and GET /customers/{customer_code} over real HTTP (docs/contract.md: Routes, Error envelopes, Customer lookup, Rate limits)."""
 
-import base64
 import hashlib
 import hmac
 import json
@@ -8,12 +7,10 @@ import re
 import time
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import e2e_helpers as h
-from stack import REGION, SIGNING_SECRET
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
@@ -170,36 +167,13 @@ def test_token_without_customer_read_scope_is_bearer_401(stack):
 
 
 # -- JWT attack corpus (docs/contract.md, Access tokens) ---------------------------------------------
-def signing_key(stack):
-    """The active signing key as the token function sees it (the stack's signing secret).
-
-    Lets the suite mint tokens that differ from a real one in exactly one respect.
-    """
-    secrets = boto3.client(
-        "secretsmanager", endpoint_url=stack.endpoint, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
-    doc = json.loads(secrets.get_secret_value(SecretId=SIGNING_SECRET)["SecretString"])
-    return doc["active"]["kid"], ed25519_from_pkcs8(base64.b64decode(doc["active"]["private_key"]))
-
-
-def ed25519_from_pkcs8(der):
-    """The Ed25519 key of a PKCS#8 document, v1 or v2 (RFC 8410: the seed is an OCTET STRING
-    of 32 bytes wrapped in the privateKey OCTET STRING; v2 adds the public key, which
-    `cryptography` does not parse)."""
-    marker = bytes([0x04, 0x22, 0x04, 0x20])
-    at = der.find(marker)
-    assert at >= 0, "not an Ed25519 PKCS#8 document"
-    return Ed25519PrivateKey.from_private_bytes(der[at + len(marker):at + len(marker) + 32])
-
-
 def encode(header, claims, sign):
     signing_input = f"{h.b64url_encode(json.dumps(header).encode())}.{h.b64url_encode(json.dumps(claims).encode())}"
     return f"{signing_input}.{h.b64url_encode(sign(signing_input.encode()))}"
 
 
 def forge(stack, customer, case):
-    kid, private = signing_key(stack)
+    kid, private = h.signing_key(stack)
     now = int(time.time())
     header = {"alg": "EdDSA", "typ": "at+jwt", "kid": kid}
     claims = {

@@ -9,18 +9,15 @@ its bucket. Expired tokens are minted with the stack's signing key (as
 tests/test_customer_endpoint.py does), since no test can wait an hour.
 """
 
-import base64
 import json
 import time
 
-import boto3
 import pytest
 from authlib.integrations.requests_client import OAuth2Session
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import e2e_helpers as h
 from e2e_helpers import FORM
-from stack import REGION, SIGNING_SECRET
 
 REVOKE = "/auth/revoke"
 INTROSPECT = "/auth/introspect"
@@ -44,40 +41,10 @@ def refused_everywhere(stack, token_value, code):
 
 
 # -- tokens the API did not issue just now ---------------------------------------------------
-def signing_key(stack):
-    """The active signing key of the stack: (kid, Ed25519PrivateKey)."""
-    secrets = boto3.client(
-        "secretsmanager", endpoint_url=stack.endpoint, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
-    doc = json.loads(secrets.get_secret_value(SecretId=SIGNING_SECRET)["SecretString"])
-    der = base64.b64decode(doc["active"]["private_key"])
-    marker = bytes([0x04, 0x22, 0x04, 0x20])  # RFC 8410: the 32-byte seed inside PKCS#8
-    at = der.find(marker)
-    assert at >= 0, "not an Ed25519 PKCS#8 document"
-    return doc["active"]["kid"], Ed25519PrivateKey.from_private_bytes(der[at + 4:at + 36])
-
-
-def mint(stack, code, key_id, expired=False, private=None):
-    """A token exactly like the API's own (epoch 0, the claim's default), optionally expired
-    or signed by another key."""
-    kid, key = signing_key(stack)
-    now = int(time.time())
-    issued = now - 7200 if expired else now
-    claims = {
-        "iss": stack.api_url, "sub": code, "aud": h.AUDIENCE, "client_id": code, "scope": h.DEFAULT_SCOPE,
-        "iat": issued, "nbf": issued, "exp": issued + 3600, "jti": "e" * 32, "key_id": key_id, "epoch": 0,
-    }
-    header = {"alg": "EdDSA", "typ": "at+jwt", "kid": kid}
-    signing_input = f"{h.b64url_encode(json.dumps(header).encode())}.{h.b64url_encode(json.dumps(claims).encode())}"
-    signature = (private or key).sign(signing_input.encode())
-    return f"{signing_input}.{h.b64url_encode(signature)}"
-
-
 def test_minted_tokens_are_accepted_while_valid(stack, customer):
     # Control for the expired-token tests: the minter makes tokens the API accepts.
-    assert works(stack, mint(stack, customer.code, customer.key_id), customer.code)
-    h.assert_bearer_401(h.get_customer(stack, mint(stack, customer.code, customer.key_id, expired=True)))
+    assert works(stack, h.mint_token(stack, customer.code, customer.key_id), customer.code)
+    h.assert_bearer_401(h.get_customer(stack, h.mint_token(stack, customer.code, customer.key_id, expired=True)))
 
 
 # -- revocation ------------------------------------------------------------------------------
@@ -118,7 +85,7 @@ def test_revoking_an_already_revoked_own_token_again_revokes_the_tokens_issued_s
 
 def test_revoking_an_expired_own_token_revokes_every_token(stack, customer):
     live = h.access_token(stack, customer.code, customer.api_key)
-    expired = mint(stack, customer.code, customer.key_id, expired=True)
+    expired = h.mint_token(stack, customer.code, customer.key_id, expired=True)
     h.assert_revocation_200(h.revoke(stack, customer.code, customer.api_key, expired))
     refused_everywhere(stack, live, customer.code)
     assert works(stack, h.access_token(stack, customer.code, customer.api_key), customer.code)
@@ -134,12 +101,12 @@ def test_another_customers_or_an_invalid_token_revokes_nothing_and_gets_the_same
     tampered = f"{header}.{h.b64url_encode(json.dumps(claims).encode())}.{signature}"
     candidates = {
         "another customer's live token": others,
-        "another customer's expired token": mint(stack, other.code, other.key_id, expired=True),
+        "another customer's expired token": h.mint_token(stack, other.code, other.key_id, expired=True),
         "garbage": "garbage",
         "three dots": "a.b.c",
         "own token with a byte added": own + "A",
         "own token with a tampered payload": tampered,
-        "own claims signed by another key": mint(stack, customer.code, customer.key_id,
+        "own claims signed by another key": h.mint_token(stack, customer.code, customer.key_id,
                                                  private=Ed25519PrivateKey.generate()),
         "the API key itself": customer.api_key,
     }
@@ -253,8 +220,8 @@ def test_introspecting_a_token_of_a_key_revoked_with_customer_admin_is_inactive(
 def test_introspecting_expired_forged_or_unscoped_tokens_is_inactive(stack, customer):
     tok = h.access_token(stack, customer.code, customer.api_key)
     for what, candidate in {
-        "expired": mint(stack, customer.code, customer.key_id, expired=True),
-        "another key's signature": mint(stack, customer.code, customer.key_id, private=Ed25519PrivateKey.generate()),
+        "expired": h.mint_token(stack, customer.code, customer.key_id, expired=True),
+        "another key's signature": h.mint_token(stack, customer.code, customer.key_id, private=Ed25519PrivateKey.generate()),
         "byte added": tok + "A",
         "garbage": "garbage",
         "the API key": customer.api_key,
