@@ -376,17 +376,7 @@ async fn dpop_rows<K: shared::keys::KeySource + 'static>(
         .handle(get_with_token("/customer", &bearer), now)
         .await;
     let key = test_util::ProofKey::ed25519();
-    let token_request = |proof: &str| {
-        request(
-            "POST",
-            "/auth/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("dpop", proof),
-            ],
-            Body::Text(form.clone()),
-        )
-    };
+    let token_request = |proof: &str| post_form_with_dpop(&form, &[proof]);
     let mut rows = Vec::new();
     let used = key.proof_for("POST", TOKEN_URL, None, now);
     let token_cases = [
@@ -627,17 +617,7 @@ fn handler_times() -> Vec<(&'static str, f64)> {
     let forged = format!("{}x", &token[..token.len() - 1]);
     // DPoP: proofs made ahead (each is single use), one per timed request.
     let key = test_util::ProofKey::ed25519();
-    let proof_request = |proof: &str| {
-        request(
-            "POST",
-            "/auth/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("dpop", proof),
-            ],
-            Body::Text(form.clone()),
-        )
-    };
+    let proof_request = |proof: &str| post_form_with_dpop(&form, &[proof]);
     let issued = rt.block_on(call(
         &f.token,
         proof_request(&key.proof_for("POST", "https://api.test/auth/token", None, NOW)),

@@ -26,9 +26,7 @@ const BAD_PROOF: &str = "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA ES256\"
 
 /// `POST /auth/token` with the fixture's secret and these `DPoP` headers.
 fn token_request(f: &Fixture, proofs: &[&str]) -> Request {
-    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
-    headers.extend(proofs.iter().map(|p| ("dpop", *p)));
-    request("POST", "/auth/token", &headers, Body::Text(f.form()))
+    post_form_with_dpop(&f.form(), proofs)
 }
 
 /// `GET path` with `Authorization: <scheme> <token>` and these `DPoP` headers.
@@ -507,17 +505,7 @@ async fn on_dynamodb_one_round_trip_and_a_replayed_proof_wins_once() {
         "grant_type=client_credentials&client_id={CODE}&client_secret={}",
         created.api_key.expose()
     );
-    let token_request = |proof: &str| {
-        request(
-            "POST",
-            "/auth/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("dpop", proof),
-            ],
-            Body::Text(form.clone()),
-        )
-    };
+    let token_request = |proof: &str| post_form_with_dpop(&form, &[proof]);
     let mut doc = KeyDocument::default();
     doc.rotate(NOW - 1000).unwrap();
     let (token_api, customer_api) = instances(&client, &table, &doc);
@@ -676,16 +664,11 @@ async fn private_key_jwt_with_dpop_binds_the_token_and_a_replayed_proof_uses_up_
         )
     };
     let send = |assertion: String, proof: String| {
-        let request = request(
-            "POST",
-            "/auth/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("dpop", &proof),
-            ],
-            Body::Text(form(&assertion)),
-        );
-        call(&f.token, request, NOW)
+        call(
+            &f.token,
+            post_form_with_dpop(&form(&assertion), &[&proof]),
+            NOW,
+        )
     };
     let proof_key = ProofKey::ed25519();
     let proof = proof_key.proof_for("POST", TOKEN_URL, None, NOW);

@@ -27,7 +27,8 @@ use aws_types::SdkConfig;
 use common::fault_server::{Canned, Fault, FaultServer};
 use common::moto;
 use common::{
-    CODE, NOW, assert_oauth, call, get_with_token, json, post_form, request, segment, text,
+    CODE, NOW, assert_oauth, call, get_with_token, json, post_form, post_form_with_dpop, request,
+    segment, text,
 };
 use lambda_http::{Body, Response};
 use shared::config::Config;
@@ -839,13 +840,8 @@ async fn a_lost_answer_to_a_dpop_write_is_retried_without_looking_like_a_replay(
     let key = test_util::ProofKey::ed25519();
     let url = "https://api.test/auth/token";
     let send = |proof: Option<String>| {
-        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
-        headers.extend(proof.as_deref().map(|p| ("dpop", p)));
-        call(
-            &token,
-            request("POST", "/auth/token", &headers, Body::Text(form.clone())),
-            NOW,
-        )
+        let proofs: Vec<&str> = proof.iter().map(String::as_str).collect();
+        call(&token, post_form_with_dpop(&form, &proofs), NOW)
     };
     // Opens the window: the next request is the instance's first DPoP one.
     assert_eq!(send(None).await.status(), 200);

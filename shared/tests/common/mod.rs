@@ -131,12 +131,14 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Body) -
 }
 
 pub fn post_form(body: &str) -> Request {
-    request(
-        "POST",
-        "/auth/token",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        Body::Text(body.into()),
-    )
+    post_form_with_dpop(body, &[])
+}
+
+/// `POST /auth/token` with a form `body` and one `DPoP` header per proof.
+pub fn post_form_with_dpop(body: &str, proofs: &[&str]) -> Request {
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    headers.extend(proofs.iter().map(|proof| ("dpop", *proof)));
+    request("POST", "/auth/token", &headers, Body::Text(body.into()))
 }
 
 pub fn get_with_token(path: &str, token: &str) -> Request {
